@@ -1,0 +1,29 @@
+"""stochflow: composable JAX samplers for unnormalised densities.
+
+>>> import stochflow as sf
+>>> target = sf.Target(logdensity=lambda x: -0.5 * (x @ x), dim=2)
+>>> trace = sf.sample(sf.mala(step_size=0.5), target, jax.random.key(0),
+...                   num_particles=4, num_steps=1000, warmup=500)
+"""
+
+__version__ = "0.1.0"
+
+from . import diagnostics, models, samplers
+from .run import default_init, sample
+from .samplers import Sampler, mala, ula, underdamped
+from .target import Target
+from .trace import Trace
+
+__all__ = [
+    "Target",
+    "Sampler",
+    "Trace",
+    "sample",
+    "default_init",
+    "ula",
+    "mala",
+    "underdamped",
+    "samplers",
+    "models",
+    "diagnostics",
+]

@@ -1,0 +1,71 @@
+"""The one module that talks to ArviZ.
+
+stochflow codes against ArviZ 0.2x (``InferenceData``), which is what pip gives
+Python 3.11; every ArviZ call lives here so moving to ArviZ 1.x (xarray
+``DataTree``) touches this file only.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from typing import Any
+
+import numpy as np
+
+with warnings.catch_warnings():
+    # ArviZ 0.2x announces its 1.x refactor with a FutureWarning at import.
+    warnings.filterwarnings("ignore", category=FutureWarning, module="arviz")
+    import arviz as az
+
+__all__ = ["to_inference_data", "summary", "ess", "SAMPLE_STATS_NAMES"]
+
+# stochflow info field -> ArviZ sample_stats name (ArviZ schema conventions).
+SAMPLE_STATS_NAMES = {
+    "logdensity": "lp",
+    "accept_prob": "acceptance_rate",
+    "diverging": "diverging",
+    "step_size": "step_size",
+    "n_grad": "n_grad",
+}
+
+
+def _attrs(metadata: dict[str, Any]) -> dict[str, Any]:
+    """Flat, netCDF-safe attributes: scalars and strings as they are, the rest as JSON."""
+    attrs: dict[str, Any] = {"inference_library": "stochflow"}
+    for name, value in metadata.items():
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            attrs[name] = value
+        else:
+            attrs[name] = json.dumps(value)
+    return attrs
+
+
+def to_inference_data(trace: Any, var_name: str = "x") -> az.InferenceData:
+    """Convert a :class:`~stochflow.Trace` to ``arviz.InferenceData``.
+
+    Particles are chains. For interacting-particle methods (SVGD) the chains
+    are not independent Markov chains; R-hat and ESS then do not apply.
+    """
+    sample_stats = {
+        SAMPLE_STATS_NAMES.get(name, name): np.asarray(values)
+        for name, values in trace.stats.items()
+    }
+    return az.from_dict(
+        posterior={var_name: np.asarray(trace.positions)},
+        sample_stats=sample_stats,
+        dims={var_name: ["dim"]},
+        attrs=_attrs(trace.metadata),
+    )
+
+
+def summary(trace: Any, **kwargs: Any):
+    """``arviz.summary`` of a trace (a pandas DataFrame: mean, sd, HDI, MCSE, ESS, R-hat)."""
+    return az.summary(trace.to_arviz(), **kwargs)
+
+
+def ess(draws: np.ndarray, method: str = "bulk") -> np.ndarray:
+    """ArviZ effective sample size of ``draws`` shaped ``(chain, draw, ...)``, per trailing entry."""
+    draws = np.asarray(draws)
+    dataset = az.convert_to_dataset(draws)
+    return np.asarray(az.ess(dataset, method=method)["x"])

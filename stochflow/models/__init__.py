@@ -1,0 +1,28 @@
+"""Benchmark targets with ground truth: ``get(name, **params)`` and ``names()``."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from ..target import Target
+from .gaussians import anisotropic_gaussian, gaussian
+from .mixtures import gaussian_mixture, llp_gmm
+
+__all__ = ["get", "names", "gaussian", "anisotropic_gaussian", "gaussian_mixture", "llp_gmm"]
+
+_REGISTRY: dict[str, Callable[..., Target]] = {
+    "gaussian-aniso": anisotropic_gaussian,
+    "llp-gmm5": llp_gmm,
+}
+
+
+def names() -> list[str]:
+    """The names ``get`` accepts."""
+    return sorted(_REGISTRY)
+
+
+def get(name: str, **params) -> Target:
+    """The benchmark target called ``name``, built with ``params``."""
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown target {name!r}; available: {', '.join(names())}.")
+    return _REGISTRY[name](**params)

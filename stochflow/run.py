@@ -1,0 +1,317 @@
+"""``sample()``: the driver shared by every sampler.
+
+The run has two phases. ``warmup`` steps run first (with the sampler's
+``warmup_step`` if it adapts) and are not recorded; then ``num_steps`` steps
+run, of which every ``thin``-th is recorded, giving
+``num_draws = num_steps // thin`` draws per particle.
+
+Work is done in chunks: one jitted ``lax.scan`` runs ``chunk_size`` steps,
+the host receives the recorded draws, updates the progress bar and goes on.
+Each step's key is ``fold_in(phase_key, global_step_index)``, so the draws do
+not depend on the chunk size: the same key gives the same trace, bit for bit.
+All chunks of a phase share one compiled program (the last, shorter chunk
+skips its spare iterations with a ``lax.cond`` rather than recompiling).
+
+A recorded draw carries the info of the step that produced it, except
+``n_grad`` (summed over the ``thin`` steps since the previous draw, so the
+stats' total is the run's cost) and ``diverging`` (true if any of those steps
+diverged). Every diverging step is also counted: ``trace.num_divergent``.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Any, Callable, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from tqdm.auto import tqdm
+
+from .samplers.base import Sampler, check_positions
+from .target import Target, default_dtype
+from .trace import Trace, run_metadata
+
+Array = jax.Array
+
+__all__ = ["sample", "default_init"]
+
+# Upper bound on the bytes one chunk's recorded draws may take on the host.
+_CHUNK_BYTES = 64 * 2**20
+# Number of chunks a run is cut into by default, so the progress bar moves.
+_DEFAULT_CHUNKS = 20
+
+
+def default_init(target: Target, key: Array, num_particles: int) -> Array:
+    """Default starting positions: independent Uniform(-2, 2)^dim draws.
+
+    This is NumPyro's ``init_to_uniform`` radius; it suits targets written on
+    an unconstrained scale of order one. Targets with a bounded domain or a
+    far-away mass should be given ``init`` explicitly.
+    """
+    return jax.random.uniform(
+        key, (num_particles, target.dim), default_dtype(), minval=-2.0, maxval=2.0
+    )
+
+
+def _check_int(name: str, value: Any, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an int, got {value!r}.")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}.")
+    return int(value)
+
+
+def _check_key(key: Any) -> Array:
+    try:
+        is_typed = jnp.issubdtype(key.dtype, jax.dtypes.prng_key)
+    except AttributeError:
+        is_typed = False
+    raw = getattr(key, "shape", None) == (2,) and getattr(key, "dtype", None) == jnp.uint32
+    if not (is_typed and key.shape == ()) and not raw:
+        raise TypeError(
+            f"key must be a single JAX PRNG key (jax.random.key(seed) or PRNGKey(seed)), got {key!r}."
+        )
+    return key
+
+
+def _resolve_num_steps(sampler: Sampler, num_steps: Optional[int]) -> int:
+    if sampler.num_steps is not None:
+        if num_steps is not None and num_steps != sampler.num_steps:
+            raise ValueError(
+                f"{sampler.name} carries a schedule of {sampler.num_steps} steps; "
+                f"num_steps={num_steps} contradicts it. Leave num_steps out."
+            )
+        return sampler.num_steps
+    if num_steps is None:
+        raise ValueError(f"num_steps is required for {sampler.name}.")
+    return _check_int("num_steps", num_steps, 1)
+
+
+def _check_start(target: Target, positions: Array) -> None:
+    logdensity = jax.jit(jax.vmap(target.logdensity))(positions)
+    bad = np.flatnonzero(~np.isfinite(np.asarray(logdensity)))
+    if bad.size:
+        raise ValueError(
+            f"the log-density is not finite at {bad.size} starting position(s) "
+            f"(particles {bad[:10].tolist()}{'...' if bad.size > 10 else ''}); "
+            "start inside the support, e.g. pass init= explicitly."
+        )
+    if target.support is not None:
+        inside = np.asarray(jax.vmap(target.support)(positions))
+        outside = np.flatnonzero(~inside)
+        if outside.size:
+            raise ValueError(
+                f"{outside.size} starting position(s) lie outside the target's support "
+                f"(particles {outside[:10].tolist()}); pass init= inside it."
+            )
+
+
+def _draw_stats(step_info: Any, n_grad: Array, diverging: Array) -> dict[str, Array]:
+    stats = dict(step_info._asdict())
+    stats["n_grad"] = n_grad
+    stats["diverging"] = diverging
+    return stats
+
+
+def _make_phase(
+    sampler: Sampler,
+    target: Target,
+    step_fn: Callable,
+    thin: int,
+    chunk_draws: int,
+    record: bool,
+) -> Callable:
+    """A jitted function running up to ``chunk_draws`` draws of ``thin`` steps each.
+
+    ``run(state, phase_key, first_draw, num_valid)`` runs draws
+    ``first_draw .. first_draw + num_valid - 1`` and returns the new state, the
+    per-particle counts ``[diverging steps, gradient evaluations]``, and
+    (if ``record``) the stacked draws.
+    """
+
+    def one_step(carry, step_index):
+        state, key, n_grad, diverging = carry
+        state, info = step_fn(target, state, jax.random.fold_in(key, step_index))
+        return (state, key, n_grad + info.n_grad, diverging | info.diverging), info
+
+    def one_draw(state, key, draw_index):
+        n_particles = jax.tree_util.tree_leaves(state)[0].shape[0]
+        zeros = jnp.zeros((n_particles,), jnp.int32)
+        steps = draw_index * thin + jnp.arange(thin)
+        init = (state, key, zeros, jnp.zeros((n_particles,), bool))
+        (state, _, n_grad, diverging), infos = jax.lax.scan(one_step, init, steps)
+        last_info = jax.tree_util.tree_map(lambda leaf: leaf[-1], infos)
+        # Per-particle counts (summed on the host in Python ints: no int32 overflow).
+        counts = jnp.stack([jnp.sum(infos.diverging.astype(jnp.int32), axis=0), n_grad])
+        out = (state.position, _draw_stats(last_info, n_grad, diverging)) if record else None
+        return state, counts, out
+
+    def run(state, key, first_draw, num_valid):
+        _, out_counts, out_shapes = jax.eval_shape(one_draw, state, key, first_draw)
+
+        def idle(state, key, draw_index):
+            zeros = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), out_shapes)
+            return state, jnp.zeros_like(out_counts), zeros
+
+        def body(carry, offset):
+            state, counts = carry
+            state, draw_counts, out = jax.lax.cond(
+                offset < num_valid, one_draw, idle, state, key, first_draw + offset
+            )
+            return (state, counts + draw_counts), out
+
+        (state, counts), outs = jax.lax.scan(
+            body, (state, jnp.zeros_like(out_counts)), jnp.arange(chunk_draws)
+        )
+        return state, counts, outs
+
+    return jax.jit(run)
+
+
+def _default_chunk_draws(num_draws: int, bytes_per_draw: int) -> int:
+    by_memory = max(1, _CHUNK_BYTES // max(bytes_per_draw, 1))
+    by_progress = max(1, math.ceil(num_draws / _DEFAULT_CHUNKS))
+    return max(1, min(num_draws, by_memory, by_progress))
+
+
+def sample(
+    sampler: Sampler,
+    target: Target,
+    key: Array,
+    num_particles: Optional[int] = None,
+    num_steps: Optional[int] = None,
+    *,
+    warmup: int = 0,
+    thin: int = 1,
+    init: Optional[Any] = None,
+    progress: bool = True,
+    chunk_size: Optional[int] = None,
+) -> Trace:
+    """Run ``sampler`` on ``target`` and return the recorded :class:`Trace`.
+
+    Parameters
+    ----------
+    sampler
+        A :class:`~stochflow.samplers.base.Sampler` from a factory (``sf.mala(0.1)``).
+    target
+        The :class:`~stochflow.Target`.
+    key
+        A JAX PRNG key; all randomness comes from it.
+    num_particles
+        Number of particles (independent chains for chain samplers). Default:
+        ``init.shape[0]`` if ``init`` is given, else 4.
+    num_steps
+        Steps after warmup. Required unless the sampler carries a schedule.
+    warmup
+        Steps run first and not recorded; adaptation (if any) runs only here.
+    thin
+        Record every ``thin``-th step; ``num_draws = num_steps // thin``.
+    init
+        Starting positions ``(num_particles, dim)``. Default: ``default_init``
+        (independent Uniform(-2, 2) coordinates).
+    progress
+        Show a progress bar (updated between chunks).
+    chunk_size
+        Steps per jitted chunk (rounded down to a multiple of ``thin``).
+        Default: about 1/20 of the run, capped so a chunk's draws take at most
+        64 MiB. It changes speed and memory, never the draws.
+    """
+    if not isinstance(sampler, Sampler):
+        raise TypeError(
+            f"sampler must be a stochflow Sampler (e.g. sf.mala(step_size=0.1)), got {type(sampler).__name__}."
+        )
+    if not isinstance(target, Target):
+        raise TypeError(f"target must be a stochflow Target, got {type(target).__name__}.")
+    key = _check_key(key)
+    num_steps = _resolve_num_steps(sampler, num_steps)
+    warmup = _check_int("warmup", warmup, 0)
+    thin = _check_int("thin", thin, 1)
+    if thin > num_steps:
+        raise ValueError(f"thin={thin} is larger than num_steps={num_steps}: no draw would be recorded.")
+    if init is not None and num_particles is None:
+        num_particles = getattr(init, "shape", (4,))[0]
+    num_particles = _check_int("num_particles", 4 if num_particles is None else num_particles, 1)
+    if chunk_size is not None:
+        chunk_size = _check_int("chunk_size", chunk_size, 1)
+
+    init_key, state_key, warmup_key, sample_key = jax.random.split(key, 4)
+    if init is None:
+        positions = default_init(target, init_key, num_particles)
+    else:
+        positions = check_positions(target, jnp.asarray(init, default_dtype()))
+        if positions.shape[0] != num_particles:
+            raise ValueError(
+                f"init has {positions.shape[0]} particles but num_particles={num_particles}."
+            )
+    _check_start(target, positions)
+    state = sampler.init(target, positions, state_key)
+
+    num_draws = num_steps // thin
+    bytes_per_draw = num_particles * (target.dim + 8) * positions.dtype.itemsize
+    if chunk_size is None:
+        chunk_draws = _default_chunk_draws(num_draws, bytes_per_draw)
+    else:
+        chunk_draws = max(1, min(num_draws, chunk_size // thin))
+
+    bar = tqdm(total=warmup + num_draws * thin, disable=not progress, desc=sampler.name, unit="step")
+    try:
+        state, warmup_divergent, warmup_n_grad = _run_warmup(sampler, target, state, warmup_key, warmup, chunk_size, bar)
+        if sampler.end_warmup is not None and warmup > 0:
+            state = sampler.end_warmup(state)
+        run_chunk = _make_phase(sampler, target, sampler.step, thin, chunk_draws, record=True)
+        positions_chunks, stats_chunks, num_divergent = [], [], 0
+        for first in range(0, num_draws, chunk_draws):
+            num_valid = min(chunk_draws, num_draws - first)
+            state, counts, (draws, stats) = run_chunk(state, sample_key, first, num_valid)
+            positions_chunks.append(np.asarray(draws)[:num_valid])
+            stats_chunks.append({k: np.asarray(v)[:num_valid] for k, v in stats.items()})
+            num_divergent += int(np.asarray(counts[0], dtype=np.int64).sum())
+            bar.update(num_valid * thin)
+            bar.set_postfix(divergent=num_divergent, refresh=False)
+    finally:
+        bar.close()
+
+    positions_out = np.swapaxes(np.concatenate(positions_chunks), 0, 1)
+    stats_out = {
+        name: np.swapaxes(np.concatenate([c[name] for c in stats_chunks]), 0, 1)
+        for name in stats_chunks[0]
+    }
+    if num_divergent or warmup_divergent:
+        warnings.warn(
+            f"{sampler.name}: {num_divergent} of {num_particles * num_draws * thin} sampling steps "
+            f"and {warmup_divergent} of {num_particles * warmup} warmup steps diverged (a non-finite "
+            "log-density, gradient or position); those steps were undone or rejected. "
+            "See trace.stats['diverging']; a smaller step size usually helps.",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+    metadata = run_metadata(sampler, target, key, num_particles, num_steps, warmup, thin)
+    metadata["n_grad_warmup"] = warmup_n_grad
+    return Trace(
+        positions=positions_out,
+        stats=stats_out,
+        metadata=metadata,
+        num_divergent=num_divergent,
+        num_divergent_warmup=warmup_divergent,
+    )
+
+
+def _run_warmup(sampler, target, state, key, warmup, chunk_size, bar) -> tuple[Any, int, int]:
+    """Run the warmup phase; returns the state, diverging steps and gradient evaluations."""
+    if warmup == 0:
+        return state, 0, 0
+    step_fn = sampler.warmup_step or sampler.step
+    chunk = min(warmup, chunk_size or max(1, math.ceil(warmup / _DEFAULT_CHUNKS)))
+    run_chunk = _make_phase(sampler, target, step_fn, 1, chunk, record=False)
+    divergent = n_grad = 0
+    for first in range(0, warmup, chunk):
+        num_valid = min(chunk, warmup - first)
+        state, counts, _ = run_chunk(state, key, first, num_valid)
+        counts = np.asarray(counts, dtype=np.int64)
+        divergent += int(counts[0].sum())
+        n_grad += int(counts[1].sum())
+        bar.update(num_valid)
+        bar.set_postfix(warmup_divergent=divergent, refresh=False)
+    return state, divergent, n_grad

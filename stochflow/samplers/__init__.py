@@ -1,0 +1,7 @@
+"""Sampler factories, one module per method family."""
+
+from .base import Sampler
+from .langevin import mala, ula
+from .underdamped import underdamped
+
+__all__ = ["Sampler", "ula", "mala", "underdamped"]

@@ -1,0 +1,142 @@
+"""Target: what a sampler may ask of a density.
+
+A :class:`Target` wraps an unnormalised log-density ``logdensity: (dim,) -> ()``
+and, optionally, the extra structure some samplers need (a nonsmooth term with
+a proximal operator, a mirror map for constrained domains) and the ground truth
+benchmarks compare against (an exact sampler, the mean, the covariance).
+
+The target is validated when it is built, before anything compiles: ``dim`` must
+be a positive int and ``logdensity`` must map a ``(dim,)`` array to a scalar
+(checked abstractly with :func:`jax.eval_shape`, so no FLOP is spent).
+
+A ``Target`` is a pytree with no array leaves: it can be passed straight to a
+jitted function (it is treated as static, compared by identity).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+Array = jax.Array
+LogDensityFn = Callable[[Array], Array]
+
+__all__ = ["Target", "default_dtype"]
+
+
+def default_dtype() -> jnp.dtype:
+    """The floating dtype JAX uses by default (float64 when x64 is enabled)."""
+    return jnp.zeros(()).dtype
+
+
+def _check_dim(dim: Any) -> int:
+    if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)):
+        raise TypeError(
+            f"Target dim must be a positive int, got {dim!r} of type {type(dim).__name__}; "
+            "pass the length of the position vector, e.g. Target(logdensity, dim=2)."
+        )
+    if dim <= 0:
+        raise ValueError(f"Target dim must be a positive int, got {dim}.")
+    return int(dim)
+
+
+def _check_logdensity(logdensity: Any, dim: int) -> None:
+    if not callable(logdensity):
+        raise TypeError(
+            f"logdensity must be a callable x -> log p(x), got {type(logdensity).__name__}."
+        )
+    probe = jax.ShapeDtypeStruct((dim,), default_dtype())
+    try:
+        out = jax.eval_shape(logdensity, probe)
+    except Exception as err:  # surface the user's own error with context
+        raise ValueError(
+            f"logdensity failed on an input of shape ({dim},): {type(err).__name__}: {err}. "
+            f"It must accept one position vector of shape (dim,) = ({dim},)."
+        ) from err
+    shape = getattr(out, "shape", None)
+    if shape != ():
+        raise ValueError(
+            f"logdensity must return a scalar for an input of shape ({dim},), but it returned "
+            f"shape {shape}. Sum the terms of a factorised density (e.g. jnp.sum(...)) and make "
+            "sure the function takes a single position, not a batch."
+        )
+    if not jnp.issubdtype(out.dtype, jnp.floating):
+        raise TypeError(
+            f"logdensity must return a floating scalar, got dtype {out.dtype}; "
+            "cast integer or boolean results to float."
+        )
+
+
+class Target:
+    """An unnormalised density on R^dim (or on a mirror map's domain).
+
+    Parameters
+    ----------
+    logdensity
+        ``x -> log p(x)`` up to an additive constant, for one position ``x`` of
+        shape ``(dim,)``; the smooth part of the density.
+    dim
+        Dimension of a position.
+    nonsmooth
+        Optional nonsmooth term ``g`` (``value``, ``prox``, ``bregman_prox``);
+        the density is then ``exp(logdensity(x) - g(x))``.
+    mirror
+        Optional mirror map whose domain is the target's support.
+    support
+        Optional callable ``x -> bool``: whether ``x`` lies in the support.
+    sample
+        Optional exact sampler ``(key, n) -> (n, dim)`` (ground truth).
+    mean, cov
+        Optional exact mean ``(dim,)`` and covariance ``(dim, dim)``.
+    name
+        A short name, used in traces and reports.
+    """
+
+    def __init__(
+        self,
+        logdensity: LogDensityFn,
+        dim: int,
+        *,
+        nonsmooth: Any = None,
+        mirror: Any = None,
+        support: Optional[Callable[[Array], Array]] = None,
+        sample: Optional[Callable[[Array, int], Array]] = None,
+        mean: Any = None,
+        cov: Any = None,
+        name: Optional[str] = None,
+    ) -> None:
+        self.dim = _check_dim(dim)
+        _check_logdensity(logdensity, self.dim)
+        self.logdensity = logdensity
+        self.nonsmooth = nonsmooth
+        self.mirror = mirror
+        self.support = support
+        self.sample = sample
+        self.mean = None if mean is None else np.asarray(mean, dtype=float)
+        self.cov = None if cov is None else np.asarray(cov, dtype=float)
+        self.name = name or getattr(logdensity, "__name__", "target")
+        if self.mean is not None and self.mean.shape != (self.dim,):
+            raise ValueError(f"mean must have shape ({self.dim},), got {self.mean.shape}.")
+        if self.cov is not None and self.cov.shape != (self.dim, self.dim):
+            raise ValueError(
+                f"cov must have shape ({self.dim}, {self.dim}), got {self.cov.shape}."
+            )
+
+    def logdensity_and_grad(self, position: Array) -> tuple[Array, Array]:
+        """``(log p(x), grad log p(x))`` of the smooth part, in one pass."""
+        return jax.value_and_grad(self.logdensity)(position)
+
+    def __repr__(self) -> str:
+        extras = [k for k in ("nonsmooth", "mirror", "sample") if getattr(self, k) is not None]
+        more = f", with {', '.join(extras)}" if extras else ""
+        return f"Target(name={self.name!r}, dim={self.dim}{more})"
+
+
+# A Target is static: no array leaves, compared and hashed by identity, so it can be
+# an argument of jitted functions and of vmap (with in_axes None or 0 alike).
+jax.tree_util.register_pytree_node(
+    Target, lambda target: ((), target), lambda target, _: target
+)

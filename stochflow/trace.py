@@ -1,0 +1,96 @@
+"""Trace: the draws of a run, their per-step statistics, and where they came from.
+
+Layout follows ArviZ: particles are chains, so ``positions`` has shape
+``(num_particles, num_draws, dim)`` and each ``stats[name]`` has shape
+``(num_particles, num_draws)``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+from typing import Any, Optional
+
+import jax
+import numpy as np
+
+__all__ = ["Trace", "run_metadata"]
+
+
+def run_metadata(sampler, target, key, num_particles, num_steps, warmup, thin) -> dict[str, Any]:
+    """What a trace records of its run: enough to tell two runs apart and to redo one."""
+    from . import __version__
+
+    key_data = jax.random.key_data(key) if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key) else key
+    return {
+        "sampler": sampler.name,
+        "sampler_params": dict(sampler.params),
+        "target": target.name,
+        "dim": target.dim,
+        "num_particles": int(num_particles),
+        "num_steps": int(num_steps),
+        "warmup": int(warmup),
+        "thin": int(thin),
+        "key": np.asarray(key_data).tolist(),
+        "stochflow_version": __version__,
+        "jax_version": jax.__version__,
+        "created_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+@dataclasses.dataclass
+class Trace:
+    """The recorded output of :func:`stochflow.sample`.
+
+    Attributes
+    ----------
+    positions
+        ``(num_particles, num_draws, dim)`` array of draws.
+    stats
+        Dict of ``(num_particles, num_draws)`` arrays: ``logdensity``,
+        ``n_grad`` (gradient evaluations since the previous draw), ``diverging``
+        and whatever else the method reports (``accept_prob``, ``step_size``...).
+    metadata
+        Sampler name and hyperparameters, target name, run settings, key, versions.
+    num_divergent, num_divergent_warmup
+        Number of diverging steps (all particles) after and during warmup.
+    """
+
+    positions: np.ndarray
+    stats: dict[str, np.ndarray]
+    metadata: dict[str, Any] = dataclasses.field(default_factory=dict)
+    num_divergent: int = 0
+    num_divergent_warmup: int = 0
+
+    @property
+    def num_particles(self) -> int:
+        return self.positions.shape[0]
+
+    @property
+    def num_draws(self) -> int:
+        return self.positions.shape[1]
+
+    @property
+    def dim(self) -> int:
+        return self.positions.shape[2]
+
+    @property
+    def n_grad_total(self) -> int:
+        """Gradient evaluations of the whole run, warmup included, over all particles."""
+        warmup_cost = self.metadata.get("n_grad_warmup", 0)
+        return int(np.sum(self.stats["n_grad"])) + int(warmup_cost)
+
+    def to_arviz(self, var_name: str = "x") -> Any:
+        """An ArviZ ``InferenceData``: ``posterior`` with dims (chain, draw, dim),
+        ``sample_stats`` under ArviZ's names (``lp``, ``acceptance_rate``,
+        ``diverging``, ``step_size``, plus ``n_grad``)."""
+        from .diagnostics.arviz_bridge import to_inference_data
+
+        return to_inference_data(self, var_name=var_name)
+
+    def __repr__(self) -> str:
+        return (
+            f"Trace(sampler={self.metadata.get('sampler')!r}, target={self.metadata.get('target')!r}, "
+            f"num_particles={self.num_particles}, num_draws={self.num_draws}, dim={self.dim}, "
+            f"num_divergent={self.num_divergent})"
+        )
