@@ -47,12 +47,17 @@ def default_init(target: Target, key: Array, num_particles: int) -> Array:
     """Default starting positions: independent Uniform(-2, 2)^dim draws.
 
     This is NumPyro's ``init_to_uniform`` radius; it suits targets written on
-    an unconstrained scale of order one. Targets with a bounded domain or a
-    far-away mass should be given ``init`` explicitly.
+    an unconstrained scale of order one. For a target with a mirror map the
+    draws are taken in the dual space and mapped into the domain by
+    ``mirror.grad_conj``, so every start lies strictly inside the domain.
+    Targets with a far-away mass should be given ``init`` explicitly.
     """
-    return jax.random.uniform(
+    draws = jax.random.uniform(
         key, (num_particles, target.dim), default_dtype(), minval=-2.0, maxval=2.0
     )
+    if target.mirror is not None:
+        return jax.vmap(target.mirror.grad_conj)(draws)
+    return draws
 
 
 def _check_int(name: str, value: Any, minimum: int) -> int:
@@ -98,13 +103,17 @@ def _check_start(target: Target, positions: Array) -> None:
             f"(particles {bad[:10].tolist()}{'...' if bad.size > 10 else ''}); "
             "start inside the support, e.g. pass init= explicitly."
         )
-    if target.support is not None:
-        inside = np.asarray(jax.vmap(target.support)(positions))
-        outside = np.flatnonzero(~inside)
+    checks = [("support", target.support)]
+    if target.mirror is not None:
+        checks.append(("mirror map's domain", target.mirror.in_domain))
+    for what, contains in checks:
+        if contains is None:
+            continue
+        outside = np.flatnonzero(~np.asarray(jax.vmap(contains)(positions)))
         if outside.size:
             raise ValueError(
-                f"{outside.size} starting position(s) lie outside the target's support "
-                f"(particles {outside[:10].tolist()}); pass init= inside it."
+                f"{outside.size} starting position(s) lie outside the target's {what} "
+                f"(particles {outside[:10].tolist()}); pass init= strictly inside it."
             )
 
 
