@@ -32,7 +32,9 @@ SAMPLE_STATS_NAMES = {
 
 def _attrs(metadata: dict[str, Any]) -> dict[str, Any]:
     """Flat, netCDF-safe attributes: scalars and strings as they are, the rest as JSON."""
-    attrs: dict[str, Any] = {"inference_library": "stochflow"}
+    from .. import __version__
+
+    attrs: dict[str, Any] = {"inference_library": "stochflow", "inference_library_version": __version__}
     for name, value in metadata.items():
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):
             attrs[name] = value
@@ -51,11 +53,13 @@ def to_inference_data(trace: Any, var_name: str = "x") -> az.InferenceData:
         SAMPLE_STATS_NAMES.get(name, name): np.asarray(values)
         for name, values in trace.stats.items()
     }
+    attrs = _attrs(trace.metadata)
     return az.from_dict(
         posterior={var_name: np.asarray(trace.positions)},
         sample_stats=sample_stats,
         dims={var_name: ["dim"]},
-        attrs=_attrs(trace.metadata),
+        posterior_attrs=attrs,
+        sample_stats_attrs=attrs,
     )
 
 

@@ -1,0 +1,5 @@
+import os
+import sys
+
+# The tests import helpers that sit beside them (gaussian_laws).
+sys.path.insert(0, os.path.dirname(__file__))

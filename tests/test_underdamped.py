@@ -1,0 +1,69 @@
+"""Underdamped Langevin schemes against their exact stationary laws on a Gaussian."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import stochflow as sf
+from gaussian_laws import underdamped_law
+
+SIGMA2, MASS, FRICTION, STEP = 2.0, 0.5, 1.0, 1.0
+
+
+def run_to_stationarity(scheme, n=4000, dim=10, steps=150):
+    target = sf.Target(lambda x: -0.5 * jnp.sum(x**2) / SIGMA2, dim=dim)
+    sampler = sf.underdamped(STEP, friction=FRICTION, scheme=scheme, mass=MASS)
+    init = jnp.sqrt(SIGMA2) * jax.random.normal(jax.random.key(0), (n, dim))
+    state = sampler.init(target, init, jax.random.key(1))
+
+    @jax.jit
+    def run(state):
+        def body(state, key):
+            return sampler.step(target, state, key)[0], None
+
+        return jax.lax.scan(body, state, jax.random.split(jax.random.key(2), steps))[0]
+
+    # friction * time = 150: the start's offset has decayed by e^-150.
+    state = run(state)
+    return np.asarray(state.position).ravel(), np.asarray(state.momentum).ravel()
+
+
+@pytest.mark.parametrize("scheme", ["baoab", "obabo", "ubu"])
+def test_stationary_law_of_each_scheme(scheme):
+    law = underdamped_law(scheme, STEP, FRICTION, SIGMA2, MASS)
+    x, p = run_to_stationarity(scheme)
+    n = x.size  # independent (x, p) pairs: particles x dims
+    # For a centred bivariate Gaussian with covariance S the moment estimators have
+    # Var(mean x^2) = 2 S_xx^2 / n, Var(mean p^2) = 2 S_pp^2 / n,
+    # Var(mean xp) = (S_xx S_pp + S_xp^2) / n. Tolerance: 5 standard errors each.
+    estimates = [np.mean(x * x), np.mean(p * p), np.mean(x * p)]
+    truths = [law[0, 0], law[1, 1], law[0, 1]]
+    ses = [law[0, 0] * np.sqrt(2 / n), law[1, 1] * np.sqrt(2 / n),
+           np.sqrt((law[0, 0] * law[1, 1] + law[0, 1] ** 2) / n)]
+    for name, est, truth, se in zip(["var x", "var p", "cov xp"], estimates, truths, ses):
+        assert abs(est - truth) < 5 * se, f"{scheme} {name}: {est:.4f} vs law {truth:.4f} (se {se:.4f})"
+    if scheme == "baoab":
+        assert law[0, 0] == pytest.approx(SIGMA2)  # BAOAB is exact in position for Gaussians
+    else:
+        # The step is large enough that the scheme's law differs from the target's:
+        # a kernel without this scheme's discretisation error would fail above.
+        assert abs(law[0, 0] - SIGMA2) > 10 * ses[0]
+
+
+def test_schemes_spend_one_gradient_per_step():
+    target = sf.models.anisotropic_gaussian(dim=3, condition_number=4.0)
+    for scheme in ["baoab", "obabo", "ubu"]:
+        trace = sf.sample(sf.underdamped(0.3, scheme=scheme), target, jax.random.key(0),
+                          num_particles=2, num_steps=50, warmup=10, progress=False)
+        assert np.all(trace.stats["n_grad"] == 1)
+        assert trace.n_grad_total == 2 * 60
+
+
+def test_mass_shape_is_checked():
+    target = sf.models.anisotropic_gaussian(dim=3)
+    with pytest.raises(ValueError, match="mass"):
+        sf.underdamped(0.1, mass=[1.0, -1.0, 1.0])
+    with pytest.raises(ValueError, match=r"mass has shape \(2,\)"):
+        sf.sample(sf.underdamped(0.1, mass=[1.0, 2.0]), target, jax.random.key(0), num_steps=5,
+                  progress=False)
