@@ -20,6 +20,7 @@ diverged). Every diverging step is also counted: ``trace.num_divergent``.
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from typing import Any, Callable, Optional
@@ -124,15 +125,19 @@ def _draw_stats(step_info: Any, n_grad: Array, diverging: Array) -> dict[str, Ar
     return stats
 
 
+@functools.lru_cache(maxsize=64)
 def _make_phase(
-    sampler: Sampler,
-    target: Target,
     step_fn: Callable,
+    target: Target,
     thin: int,
     chunk_draws: int,
     record: bool,
 ) -> Callable:
     """A jitted function running up to ``chunk_draws`` draws of ``thin`` steps each.
+
+    Cached on its arguments (the step function and the target by identity), so
+    repeated ``sample`` calls with the same sampler and target reuse the
+    compiled program.
 
     ``run(state, phase_key, first_draw, num_valid)`` runs draws
     ``first_draw .. first_draw + num_valid - 1`` and returns the new state, the
@@ -269,7 +274,7 @@ def sample(
         state, warmup_divergent, warmup_n_grad = _run_warmup(sampler, target, state, warmup_key, warmup, chunk_size, bar)
         if sampler.end_warmup is not None and warmup > 0:
             state = sampler.end_warmup(state)
-        run_chunk = _make_phase(sampler, target, sampler.step, thin, chunk_draws, record=True)
+        run_chunk = _make_phase(sampler.step, target, thin, chunk_draws, record=True)
         positions_chunks, stats_chunks, num_divergent = [], [], 0
         for first in range(0, num_draws, chunk_draws):
             num_valid = min(chunk_draws, num_draws - first)
@@ -313,7 +318,7 @@ def _run_warmup(sampler, target, state, key, warmup, chunk_size, bar) -> tuple[A
         return state, 0, 0
     step_fn = sampler.warmup_step or sampler.step
     chunk = min(warmup, chunk_size or max(1, math.ceil(warmup / _DEFAULT_CHUNKS)))
-    run_chunk = _make_phase(sampler, target, step_fn, 1, chunk, record=False)
+    run_chunk = _make_phase(step_fn, target, 1, chunk, record=False)
     divergent = n_grad = 0
     for first in range(0, warmup, chunk):
         num_valid = min(chunk, warmup - first)

@@ -1,0 +1,161 @@
+"""Per-step overhead of stochflow's kernels and driver, side by side in one run.
+
+Target: a 100-d Gaussian with a dense precision matrix (condition number 100),
+64 particles. Each contender runs ``--steps`` steps; the table gives gradient
+evaluations per second (post-compilation, best of ``--repeats``) and the ratio
+to the bare loop:
+
+* ``bare loop``: a jitted ``lax.scan`` of vmapped ``value_and_grad`` with the
+  smallest update that keeps the steps dependent (``x += 1e-4 * grad``);
+* ``bare loop + noise``: the same plus one standard normal draw per coordinate
+  (what any Langevin step must also do): the floor for ULA and BAOAB, so its
+  ratio to a kernel is stochflow's own overhead;
+* ``stochflow <m> kernel``: ``sampler.step`` in a jitted ``lax.scan``;
+* ``stochflow <m> sample()``: the full driver (keys per step, chunks, every
+  step recorded and copied to the host);
+* ``blackjax mala``: ``blackjax.mala`` vmapped over chains in a jitted scan.
+
+Run: ``python benchmarks/overhead.py`` (``--steps 5000 --repeats 5`` by default).
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import time
+
+import blackjax
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import stochflow as sf
+
+DIM, PARTICLES = 100, 64
+
+
+def make_target() -> sf.Target:
+    base = sf.models.anisotropic_gaussian(dim=DIM, condition_number=100.0)
+    precision = jnp.asarray(np.linalg.inv(base.cov), jnp.float32)
+    return sf.Target(lambda x: -0.5 * x @ (precision @ x), dim=DIM, name="gaussian-100d")
+
+
+def best_time(fn, repeats: int) -> float:
+    jax.block_until_ready(fn())  # compile and warm up
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        jax.block_until_ready(fn())
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def bare_loop(target, x0, steps):
+    value_and_grad = jax.vmap(jax.value_and_grad(target.logdensity))
+
+    @jax.jit
+    def run(x):
+        def body(x, _):
+            value, grad = value_and_grad(x)
+            return x + 1e-4 * grad, value
+
+        return jax.lax.scan(body, x, None, length=steps)
+
+    return lambda: run(x0)
+
+
+def bare_noisy_loop(target, x0, steps):
+    value_and_grad = jax.vmap(jax.value_and_grad(target.logdensity))
+
+    @jax.jit
+    def run(x, key):
+        def body(x, step_key):
+            value, grad = value_and_grad(x)
+            noise = jax.random.normal(step_key, x.shape, x.dtype)
+            return x + 1e-4 * grad + 1e-2 * noise, value
+
+        return jax.lax.scan(body, x, jax.random.split(key, steps))
+
+    return lambda: run(x0, jax.random.key(5))
+
+
+def kernel_loop(sampler, target, x0, steps):
+    state = sampler.init(target, x0, jax.random.key(1))
+
+    @jax.jit
+    def run(state, key):
+        def body(state, key):
+            state, info = sampler.step(target, state, key)
+            return state, info.logdensity
+
+        return jax.lax.scan(body, state, jax.random.split(key, steps))
+
+    return lambda: run(state, jax.random.key(2))
+
+
+def driver(sampler, target, x0, steps):
+    def run():
+        return sf.sample(sampler, target, jax.random.key(3), init=x0, num_steps=steps,
+                         progress=False, chunk_size=steps).positions
+
+    return run
+
+
+def blackjax_mala(target, x0, steps, step_size):
+    algorithm = blackjax.mala(target.logdensity, step_size)
+    states = jax.vmap(algorithm.init)(x0)
+
+    @jax.jit
+    def run(states, key):
+        def body(states, key):
+            keys = jax.random.split(key, PARTICLES)
+            states, info = jax.vmap(algorithm.step)(keys, states)
+            return states, states.logdensity
+
+        return jax.lax.scan(body, states, jax.random.split(key, steps))
+
+    return lambda: run(states, jax.random.key(4))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=5000)
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+
+    target = make_target()
+    x0 = 0.1 * jax.random.normal(jax.random.key(0), (PARTICLES, DIM))
+    step = 0.01
+    contenders = {
+        "bare loop (value_and_grad)": bare_loop(target, x0, args.steps),
+        "bare loop + noise": bare_noisy_loop(target, x0, args.steps),
+        "stochflow ula kernel": kernel_loop(sf.ula(step), target, x0, args.steps),
+        "stochflow mala kernel": kernel_loop(sf.mala(step), target, x0, args.steps),
+        "stochflow underdamped-baoab kernel": kernel_loop(sf.underdamped(step), target, x0, args.steps),
+        "stochflow underdamped-ubu kernel": kernel_loop(sf.underdamped(step, scheme="ubu"), target, x0, args.steps),
+        "blackjax mala": blackjax_mala(target, x0, args.steps, step),
+        "stochflow ula sample()": driver(sf.ula(step), target, x0, args.steps),
+        "stochflow mala sample()": driver(sf.mala(step), target, x0, args.steps),
+        "stochflow underdamped-baoab sample()": driver(sf.underdamped(step), target, x0, args.steps),
+    }
+    grads = args.steps * PARTICLES
+    results = {name: grads / best_time(fn, args.repeats) for name, fn in contenders.items()}
+    bare = results["bare loop (value_and_grad)"]
+    print(f"# overhead: {DIM}-d dense Gaussian, {PARTICLES} particles, {args.steps} steps, "
+          f"best of {args.repeats}; jax {jax.__version__}, {platform.machine()}, "
+          f"{jax.device_count()} {jax.devices()[0].platform} device(s)\n")
+    print("| contender | gradient evals / s | ratio to bare loop |")
+    print("|---|---|---|")
+    for name, rate in results.items():
+        print(f"| {name} | {rate:,.0f} | {rate / bare:.2f} |")
+    noisy = results["bare loop + noise"]
+    print("\nratios to the bare loop + noise (stochflow's own overhead):")
+    for name in ("stochflow ula kernel", "stochflow underdamped-baoab kernel", "stochflow ula sample()",
+                 "stochflow underdamped-baoab sample()"):
+        print(f"  {name}: {results[name] / noisy:.2f}")
+    print(f"stochflow mala kernel / blackjax mala: "
+          f"{results['stochflow mala kernel'] / results['blackjax mala']:.2f}")
+
+
+if __name__ == "__main__":
+    main()
