@@ -9,6 +9,7 @@
 __version__ = "0.1.0"
 
 from . import diagnostics, models, samplers
+from .models.numpyro_adapter import from_numpyro, numpyro_kernel
 from .run import default_init, sample
 from .samplers import Sampler, mala, ula, underdamped
 from .target import Target
@@ -23,6 +24,8 @@ __all__ = [
     "ula",
     "mala",
     "underdamped",
+    "from_numpyro",
+    "numpyro_kernel",
     "samplers",
     "models",
     "diagnostics",

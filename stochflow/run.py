@@ -48,11 +48,15 @@ def default_init(target: Target, key: Array, num_particles: int) -> Array:
     """Default starting positions: independent Uniform(-2, 2)^dim draws.
 
     This is NumPyro's ``init_to_uniform`` radius; it suits targets written on
-    an unconstrained scale of order one. For a target with a mirror map the
-    draws are taken in the dual space and mapped into the domain by
-    ``mirror.grad_conj``, so every start lies strictly inside the domain.
-    Targets with a far-away mass should be given ``init`` explicitly.
+    an unconstrained scale of order one. A target that brings its own
+    ``target.init`` (NumPyro models: their init strategy) uses that. For a
+    target with a mirror map the draws are taken in the dual space and mapped
+    into the domain by ``mirror.grad_conj``, so every start lies strictly
+    inside the domain. Targets with a far-away mass should be given ``init``
+    explicitly.
     """
+    if target.init is not None:
+        return jnp.asarray(target.init(key, num_particles), default_dtype())
     draws = jax.random.uniform(
         key, (num_particles, target.dim), default_dtype(), minval=-2.0, maxval=2.0
     )
@@ -309,6 +313,7 @@ def sample(
         metadata=metadata,
         num_divergent=num_divergent,
         num_divergent_warmup=warmup_divergent,
+        constrain=target.constrain,
     )
 
 

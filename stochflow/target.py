@@ -93,6 +93,13 @@ class Target:
         Optional exact mean ``(dim,)`` and covariance ``(dim, dim)``.
     name
         A short name, used in traces and reports.
+    init
+        Optional ``(key, n) -> (n, dim)`` default starts for ``sf.sample``
+        (``sf.from_numpyro`` sets NumPyro's init strategy here).
+    constrain
+        Optional map from positions ``(..., dim)`` to a dict of named,
+        constrained variables (``sf.from_numpyro`` sets it); traces of such a
+        target export those variables to ArviZ.
     """
 
     def __init__(
@@ -107,6 +114,8 @@ class Target:
         mean: Any = None,
         cov: Any = None,
         name: Optional[str] = None,
+        init: Optional[Callable[[Array, int], Array]] = None,
+        constrain: Optional[Callable[[Array], dict]] = None,
     ) -> None:
         self.dim = _check_dim(dim)
         _check_logdensity(logdensity, self.dim)
@@ -118,6 +127,8 @@ class Target:
         self.mean = None if mean is None else np.asarray(mean, dtype=float)
         self.cov = None if cov is None else np.asarray(cov, dtype=float)
         self.name = name or getattr(logdensity, "__name__", "target")
+        self.init = init
+        self.constrain = constrain
         if self.mean is not None and self.mean.shape != (self.dim,):
             raise ValueError(f"mean must have shape ({self.dim},), got {self.mean.shape}.")
         if self.cov is not None and self.cov.shape != (self.dim, self.dim):

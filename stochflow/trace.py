@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import jax
 import numpy as np
@@ -54,6 +54,9 @@ class Trace:
         Sampler name and hyperparameters, target name, run settings, key, versions.
     num_divergent, num_divergent_warmup
         Number of diverging steps (all particles) after and during warmup.
+    constrain
+        The target's map from positions to named constrained variables, if it
+        has one (NumPyro models); ``to_arviz`` then exports those variables.
     """
 
     positions: np.ndarray
@@ -61,6 +64,7 @@ class Trace:
     metadata: dict[str, Any] = dataclasses.field(default_factory=dict)
     num_divergent: int = 0
     num_divergent_warmup: int = 0
+    constrain: Optional[Callable[[np.ndarray], dict]] = dataclasses.field(default=None, repr=False)
 
     @property
     def num_particles(self) -> int:
@@ -83,7 +87,11 @@ class Trace:
     def to_arviz(self, var_name: str = "x") -> Any:
         """An ArviZ ``InferenceData``: ``posterior`` with dims (chain, draw, dim),
         ``sample_stats`` under ArviZ's names (``lp``, ``acceptance_rate``,
-        ``diverging``, ``step_size``, plus ``n_grad``)."""
+        ``diverging``, ``step_size``, plus ``n_grad``).
+
+        For a target with ``constrain`` (a NumPyro model) the posterior holds
+        the model's variables by name in constrained space (deterministic sites
+        included) and the raw positions go to ``unconstrained_posterior``."""
         from .diagnostics.arviz_bridge import to_inference_data
 
         return to_inference_data(self, var_name=var_name)

@@ -54,13 +54,19 @@ def to_inference_data(trace: Any, var_name: str = "x") -> az.InferenceData:
         for name, values in trace.stats.items()
     }
     attrs = _attrs(trace.metadata)
-    return az.from_dict(
-        posterior={var_name: np.asarray(trace.positions)},
+    positions = {var_name: np.asarray(trace.positions)}
+    constrained = trace.constrain is not None
+    idata = az.from_dict(
+        posterior=trace.constrain(trace.positions) if constrained else positions,
         sample_stats=sample_stats,
-        dims={var_name: ["dim"]},
+        dims=None if constrained else {var_name: ["dim"]},
         posterior_attrs=attrs,
         sample_stats_attrs=attrs,
     )
+    if constrained:
+        raw = az.dict_to_dataset(positions, dims={var_name: ["dim"]}, attrs=attrs)
+        idata.add_groups(unconstrained_posterior=raw)
+    return idata
 
 
 def summary(trace: Any, **kwargs: Any):

@@ -1,0 +1,296 @@
+"""NumPyro both ways: a model as a stochflow Target, a stochflow sampler as a NumPyro kernel.
+
+* :func:`from_numpyro` turns a model into a :class:`~stochflow.Target` on
+  NumPyro's unconstrained space (the potential ``-log p`` with the change-of-
+  variables Jacobian, from :func:`numpyro.infer.util.initialize_model`), with
+  ``target.constrain(positions)`` giving each latent and deterministic site back
+  by name in constrained space, and NumPyro's init strategies as default starts.
+* :func:`numpyro_kernel` wraps any stochflow chain sampler as a
+  :class:`numpyro.infer.mcmc.MCMCKernel`, so it runs under
+  ``numpyro.infer.MCMC`` like ``NUTS(model)`` (``chain_method`` "sequential",
+  "vectorized" or "parallel"), with ``get_samples``, ``print_summary``,
+  ``get_extra_fields`` and ``arviz.from_numpyro``.
+
+Discrete latent sites are refused with an error that names them: the
+gradient-based samplers need continuous latents.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.flatten_util import ravel_pytree
+from numpyro import handlers
+from numpyro.infer.initialization import init_to_uniform
+from numpyro.infer.mcmc import MCMCKernel
+from numpyro.infer.util import constrain_fn, initialize_model
+from numpyro.util import is_prng_key
+
+from ..samplers.base import Sampler
+from ..target import Target
+
+Array = jax.Array
+
+__all__ = ["from_numpyro", "numpyro_kernel", "NumPyroKernelState"]
+
+
+def _model_name(model: Callable) -> str:
+    return getattr(model, "__name__", type(model).__name__)
+
+
+def _check_continuous(model: Callable, model_args: tuple, model_kwargs: dict) -> dict:
+    """Trace the model once (NumPyro's own errors for bad arguments surface here)
+    and refuse discrete latent sites, naming them."""
+    trace = handlers.trace(handlers.seed(model, rng_seed=0)).get_trace(*model_args, **model_kwargs)
+    discrete = [
+        f"{name!r} ({type(site['fn']).__name__})"
+        for name, site in trace.items()
+        if site["type"] == "sample" and not site["is_observed"] and site["fn"].support.is_discrete
+    ]
+    if discrete:
+        raise ValueError(
+            f"model {_model_name(model)!r} has discrete latent site(s) {', '.join(discrete)}; "
+            "stochflow's samplers move continuous latents by gradients. Marginalise the discrete "
+            "site(s) out of the model (e.g. sum over their values with logsumexp, or NumPyro's "
+            "enumeration with infer={'enumerate': 'parallel'} under funsor), or use NumPyro's "
+            "mixed samplers (DiscreteHMCGibbs, MixedHMC)."
+        )
+    return trace
+
+
+def _nonfinite_sites(model: Callable, model_args: tuple, model_kwargs: dict) -> list[str]:
+    """Sites whose log-density is not finite at a NumPyro uniform start."""
+    started = handlers.substitute(handlers.seed(model, rng_seed=0), substitute_fn=init_to_uniform)
+    trace = handlers.trace(started).get_trace(*model_args, **model_kwargs)
+    bad = []
+    for name, site in trace.items():
+        if site["type"] == "sample":
+            log_prob = jnp.sum(site["fn"].log_prob(site["value"]))
+            if not np.isfinite(np.asarray(log_prob)):
+                bad.append(name)
+    return bad
+
+
+def _initialize(model, model_args, model_kwargs, key, init_strategy):
+    try:
+        return initialize_model(
+            key, model, init_strategy=init_strategy, model_args=model_args, model_kwargs=model_kwargs
+        )
+    except RuntimeError as err:
+        if "Cannot find valid initial parameters" not in str(err):
+            raise
+        sites = _nonfinite_sites(model, model_args, model_kwargs)
+        where = f" at site(s) {', '.join(map(repr, sites))}" if sites else ""
+        raise ValueError(
+            f"model {_model_name(model)!r}: the log-density (or its gradient) is NaN or infinite at "
+            f"every start NumPyro tried{where}. Check those sites' parameters and observed values "
+            "(e.g. a negative scale, data outside the likelihood's support)."
+        ) from err
+
+
+def from_numpyro(
+    model: Callable,
+    *model_args: Any,
+    init_strategy: Callable = init_to_uniform,
+    **model_kwargs: Any,
+) -> Target:
+    """A NumPyro model's posterior as a Target on the unconstrained space.
+
+    Parameters
+    ----------
+    model
+        A NumPyro model function.
+    *model_args, **model_kwargs
+        The model's arguments (data), as they would be given to ``MCMC.run``.
+    init_strategy
+        NumPyro init strategy for the default starts of ``sf.sample``
+        (default ``init_to_uniform``: uniform on (-2, 2) in unconstrained space,
+        retried until the density and gradient are finite).
+
+    The returned target has, besides ``logdensity`` (``-potential_energy``):
+
+    * ``constrain(positions)``: ``positions`` of shape ``(..., dim)`` to a dict
+      site name -> constrained values of shape ``(..., *site_shape)``, the
+      deterministic sites included;
+    * ``init(key, n)``: ``n`` valid starts from ``init_strategy``;
+    * ``unravel(x)``: the dict of unconstrained site values a flat ``x`` holds.
+    """
+    _check_continuous(model, model_args, model_kwargs)
+    info = _initialize(model, model_args, model_kwargs, jax.random.key(0), init_strategy)
+    flat, unravel = ravel_pytree(info.param_info.z)
+
+    def logdensity(position: Array) -> Array:
+        return -info.potential_fn(unravel(position))
+
+    def constrain(positions: Any) -> dict[str, np.ndarray]:
+        positions = jnp.asarray(positions)
+        batch_shape = positions.shape[:-1]
+        params = jax.vmap(unravel)(positions.reshape(-1, positions.shape[-1]))
+        values = constrain_fn(model, model_args, model_kwargs, params, return_deterministic=True, batch_ndims=1)
+        return {name: np.asarray(v).reshape(batch_shape + v.shape[1:]) for name, v in values.items()}
+
+    def init(key: Array, num_particles: int) -> Array:
+        starts = _initialize(
+            model, model_args, model_kwargs, jax.random.split(key, num_particles), init_strategy
+        )
+        return jax.vmap(lambda z: ravel_pytree(z)[0])(starts.param_info.z)
+
+    target = Target(logdensity, dim=int(flat.shape[0]), name=_model_name(model), init=init, constrain=constrain)
+    target.unravel = unravel
+    return target
+
+
+class NumPyroKernelState(NamedTuple):
+    """What NumPyro's MCMC carries between iterations (one chain, or a batch of them).
+
+    ``z`` is the dict of unconstrained site values (the sample field); the
+    stochflow sampler's own state for the chain is ``inner`` (one particle).
+    """
+
+    i: Array
+    z: Any
+    inner: Any
+    potential_energy: Array
+    accept_prob: Array
+    diverging: Array
+    n_grad: Array
+    rng_key: Array
+
+
+class _StochflowKernel(MCMCKernel):
+    """A stochflow chain sampler as a :class:`numpyro.infer.mcmc.MCMCKernel`."""
+
+    sample_field = "z"
+    default_fields = ("z", "diverging")
+
+    def __init__(self, sampler: Sampler, model=None, potential_fn=None, init_strategy=init_to_uniform):
+        self.sampler = sampler
+        self.model = model
+        self.potential_fn = potential_fn
+        self.init_strategy = init_strategy
+        self._num_warmup = 0
+        self._target: Optional[Target] = None
+        self._unravel: Optional[Callable] = None
+        self._postprocess: Optional[Callable] = None
+
+    # -- set-up ------------------------------------------------------------
+    def _build_target(self, key, init_params, model_args, model_kwargs):
+        """Target, unravel and the flat starting positions (one row per chain)."""
+        if self.model is not None:
+            _check_continuous(self.model, model_args, model_kwargs)
+            info = _initialize(self.model, model_args, model_kwargs, key, self.init_strategy)
+            potential_fn = info.potential_fn
+            starts = info.param_info.z if init_params is None else init_params
+            self._postprocess = lambda args, kwargs: (
+                lambda z: constrain_fn(self.model, args, kwargs, z, return_deterministic=True)
+            )
+        else:
+            if init_params is None:
+                raise ValueError("numpyro_kernel(potential_fn=...) needs init_params in MCMC.run(...).")
+            potential_fn = self.potential_fn
+            starts = init_params
+            self._postprocess = lambda args, kwargs: (lambda z: z)
+        batched = not is_prng_key(key)
+        first = jax.tree_util.tree_map(lambda leaf: leaf[0], starts) if batched else starts
+        flat, unravel = ravel_pytree(first)
+        positions = jax.vmap(lambda z: ravel_pytree(z)[0])(starts) if batched else flat[None]
+        name = _model_name(self.model) if self.model is not None else "potential_fn"
+        target = Target(lambda x: -potential_fn(unravel(x)), dim=int(flat.shape[0]), name=name)
+        return target, unravel, positions
+
+    def init(self, rng_key, num_warmup, init_params, model_args, model_kwargs):
+        self._num_warmup = int(num_warmup)
+        batched = not is_prng_key(rng_key)
+        if batched:
+            init_keys, chain_keys = jnp.swapaxes(jax.vmap(jax.random.split)(rng_key), 0, 1)
+            model_key = init_keys
+        else:
+            model_key, chain_keys = jax.random.split(rng_key)
+        self._target, self._unravel, positions = self._build_target(model_key, init_params, model_args, model_kwargs)
+        start = jax.vmap(self._init_one) if batched else self._init_one
+        return start(positions if batched else positions[0], chain_keys)
+
+    def _init_one(self, position: Array, key: Array) -> NumPyroKernelState:
+        init_key, key = jax.random.split(key)
+        inner = self.sampler.init(self._target, position[None], init_key)
+        logdensity = self._target.logdensity(position)
+        return NumPyroKernelState(
+            i=jnp.int32(0),
+            z=self._unravel(position),
+            inner=inner,
+            potential_energy=-logdensity,
+            accept_prob=jnp.ones((), position.dtype),
+            diverging=jnp.zeros((), bool),
+            n_grad=jnp.int32(0),
+            rng_key=key,
+        )
+
+    # -- sampling ----------------------------------------------------------
+    def _sample_one(self, state: NumPyroKernelState) -> NumPyroKernelState:
+        key, step_key = jax.random.split(state.rng_key)
+        target, sampler = self._target, self.sampler
+        in_warmup = state.i < self._num_warmup
+        if sampler.warmup_step is not None:
+            inner, info = jax.lax.cond(
+                in_warmup,
+                lambda s: sampler.warmup_step(target, s, step_key),
+                lambda s: sampler.step(target, s, step_key),
+                state.inner,
+            )
+            if sampler.end_warmup is not None:
+                inner = jax.lax.cond(state.i == self._num_warmup - 1, sampler.end_warmup, lambda s: s, inner)
+        else:
+            inner, info = sampler.step(target, state.inner, step_key)
+        position = inner.position[0]
+        info = info._asdict()
+        accept_prob = info["accept_prob"][0] if "accept_prob" in info else jnp.ones((), position.dtype)
+        return NumPyroKernelState(
+            i=state.i + 1,
+            z=self._unravel(position),
+            inner=inner,
+            potential_energy=-info["logdensity"][0],
+            accept_prob=accept_prob,
+            diverging=info["diverging"][0],
+            n_grad=info["n_grad"][0],
+            rng_key=key,
+        )
+
+    def sample(self, state, model_args, model_kwargs):
+        batched = not is_prng_key(state.rng_key)
+        return (jax.vmap(self._sample_one) if batched else self._sample_one)(state)
+
+    def postprocess_fn(self, model_args, model_kwargs):
+        if self._postprocess is None:
+            return lambda z: z
+        return self._postprocess(model_args, model_kwargs)
+
+    def get_diagnostics_str(self, state) -> str:
+        return f"{self.sampler.name}, acc. prob={float(np.mean(state.accept_prob)):.2f}"
+
+
+def numpyro_kernel(
+    model: Optional[Callable] = None,
+    sampler: Optional[Sampler] = None,
+    *,
+    potential_fn: Optional[Callable] = None,
+    init_strategy: Callable = init_to_uniform,
+) -> MCMCKernel:
+    """A stochflow chain sampler as a ``numpyro.infer.mcmc.MCMCKernel``.
+
+    ``mcmc = MCMC(sf.numpyro_kernel(model, sf.mala(0.1)), num_warmup=1000, num_samples=1000)``
+    then ``mcmc.run(key, *data)``, as with ``NUTS(model)``. Give either a
+    ``model`` or a ``potential_fn`` (then ``init_params`` in ``MCMC.run``).
+    Warmup is the sampler's own (MALA adapts each chain's step size). Extra
+    fields: ``accept_prob`` (1 for unadjusted samplers), ``diverging``,
+    ``n_grad``, ``potential_energy``.
+    """
+    if (model is None) == (potential_fn is None):
+        raise ValueError("numpyro_kernel needs exactly one of model or potential_fn.")
+    if not isinstance(sampler, Sampler):
+        raise TypeError(
+            f"sampler must be a stochflow Sampler (e.g. sf.mala(step_size=0.1)), got {type(sampler).__name__}."
+        )
+    return _StochflowKernel(sampler, model=model, potential_fn=potential_fn, init_strategy=init_strategy)

@@ -1,0 +1,184 @@
+"""NumPyro integration: models as targets, stochflow samplers as MCMC kernels."""
+
+import json
+import pathlib
+
+import arviz as az
+import jax
+import numpy as np
+import numpyro
+import numpyro.distributions as dist
+import pytest
+from numpyro.infer import MCMC
+from scipy import integrate, stats
+
+import stochflow as sf
+from models_numpyro import (
+    EIGHT_SCHOOLS_SIGMA,
+    EIGHT_SCHOOLS_Y,
+    eight_schools,
+    logistic_data,
+    logistic_regression,
+)
+
+REFERENCES = json.loads((pathlib.Path(__file__).parent / "data" / "nuts_references.json").read_text())
+
+
+def agree_with_reference(summary, reference, names, columns=("mean", "sd")):
+    """Each statistic within 5 combined Monte Carlo SEs: sqrt(mcse_sf^2 + mcse_ref^2)."""
+    for name in names:
+        for column in columns:
+            mcse = "mcse_mean" if column == "mean" else "mcse_sd"
+            se = np.hypot(summary.loc[name, mcse], reference[name][mcse])
+            gap = summary.loc[name, column] - reference[name][column]
+            assert abs(gap) < 5 * se, f"{name} {column}: {summary.loc[name, column]:.3f} vs " \
+                                      f"{reference[name][column]:.3f} (se {se:.3f})"
+
+
+EIGHT_SCHOOLS_NAMES = ["mu", "tau"] + [f"theta[{i}]" for i in range(8)]
+SAMPLERS = {
+    "mala": lambda: sf.mala(0.1),
+    # Unadjusted, so the step is kept small: its bias must stay under the MC error.
+    "underdamped": lambda: sf.underdamped(0.05, friction=0.5),
+}
+
+
+@pytest.mark.parametrize("name", SAMPLERS)
+def test_eight_schools_through_target(name):
+    target = sf.from_numpyro(eight_schools, EIGHT_SCHOOLS_SIGMA, y=EIGHT_SCHOOLS_Y)
+    trace = sf.sample(SAMPLERS[name](), target, jax.random.key(1), num_particles=16,
+                      num_steps=6_000, warmup=1_000, thin=2, progress=False)
+    idata = trace.to_arviz()
+    assert set(idata.posterior.data_vars) == {"mu", "tau", "eta", "theta"}
+    assert idata.posterior["theta"].shape == (16, 3_000, 8)
+    summary = az.summary(idata, var_names=["mu", "tau", "theta"], round_to="none")
+    assert summary["ess_bulk"].min() > 300
+    agree_with_reference(summary, REFERENCES["eight_schools"], EIGHT_SCHOOLS_NAMES)
+
+
+@pytest.mark.parametrize("name", SAMPLERS)
+def test_eight_schools_through_mcmc_kernel(name):
+    kernel = sf.numpyro_kernel(eight_schools, SAMPLERS[name]())
+    mcmc = MCMC(kernel, num_warmup=1_000, num_samples=20_000, num_chains=4, thinning=4,
+                chain_method="vectorized", progress_bar=False)
+    mcmc.run(jax.random.key(2), EIGHT_SCHOOLS_SIGMA, y=EIGHT_SCHOOLS_Y,
+             extra_fields=("accept_prob", "n_grad", "potential_energy"))
+    samples = mcmc.get_samples(group_by_chain=True)
+    assert samples["theta"].shape == (4, 5_000, 8)
+    extra = mcmc.get_extra_fields(group_by_chain=True)
+    assert set(extra) >= {"accept_prob", "diverging", "n_grad", "potential_energy"}
+    assert np.all(extra["n_grad"] == 1)
+    idata = az.from_numpyro(mcmc)
+    assert {"lp", "diverging", "acceptance_rate"} <= set(idata.sample_stats.data_vars)
+    summary = az.summary(idata, var_names=["mu", "tau", "theta"], round_to="none")
+    assert summary["ess_bulk"].min() > 300
+    agree_with_reference(summary, REFERENCES["eight_schools"], EIGHT_SCHOOLS_NAMES)
+
+
+def test_chain_methods_give_the_same_draws():
+    # Each chain has its own key either way, so the chains are the same Markov chains;
+    # vmapped and unvmapped XLA programs round float32 differently, hence rtol 1e-3
+    # rather than equality (seen: relative gaps below 1e-3 after 100 steps).
+    draws = {}
+    for method in ("vectorized", "sequential"):
+        mcmc = MCMC(sf.numpyro_kernel(eight_schools, sf.mala(0.1)), num_warmup=50, num_samples=50,
+                    num_chains=2, chain_method=method, progress_bar=False)
+        mcmc.run(jax.random.key(3), EIGHT_SCHOOLS_SIGMA, y=EIGHT_SCHOOLS_Y)
+        draws[method] = mcmc.get_samples(group_by_chain=True)["mu"]
+    np.testing.assert_allclose(draws["vectorized"], draws["sequential"], rtol=1e-3, atol=1e-4)
+
+
+# A model whose posterior is known in closed form (or by 1-D quadrature), with a
+# bounded, a simplex and a positive site.
+BERNOULLI = np.array([1.0] * 7 + [0.0] * 13)  # 7 successes in 20: theta | y ~ Beta(8, 14)
+COUNTS = np.array([5.0, 10.0, 15.0])  # p | counts ~ Dirichlet(1 + 5, 2 + 10, 3 + 15)
+NORMAL_DATA = np.array([0.8, -1.3, 0.4, 2.1, -0.2])  # sigma | z by quadrature
+
+
+def constrained_model():
+    theta = numpyro.sample("theta", dist.Uniform(0.0, 1.0))
+    numpyro.sample("y", dist.Bernoulli(probs=theta), obs=BERNOULLI)
+    p = numpyro.sample("p", dist.Dirichlet(np.array([1.0, 2.0, 3.0])))
+    numpyro.sample("counts", dist.Multinomial(total_count=30, probs=p), obs=COUNTS)
+    sigma = numpyro.sample("sigma", dist.HalfNormal(1.0))
+    numpyro.sample("z", dist.Normal(0.0, sigma), obs=NORMAL_DATA)
+
+
+def sigma_posterior_mean():
+    def unnormalised(s):
+        return stats.halfnorm.pdf(s) * np.prod(stats.norm.pdf(NORMAL_DATA, scale=s))
+
+    mass = integrate.quad(unnormalised, 0, np.inf)[0]
+    return integrate.quad(lambda s: s * unnormalised(s), 0, np.inf)[0] / mass
+
+
+def test_constrained_sites_stay_in_support_and_match_the_conjugate_posterior():
+    target = sf.from_numpyro(constrained_model)
+    trace = sf.sample(sf.mala(0.1), target, jax.random.key(4), num_particles=16, num_steps=4_000,
+                      warmup=1_000, thin=2, progress=False)
+    draws = target.constrain(trace.positions)
+    assert np.all((draws["theta"] > 0) & (draws["theta"] < 1))
+    assert np.all(draws["p"] > 0) and np.allclose(draws["p"].sum(-1), 1.0, atol=1e-5)
+    assert np.all(draws["sigma"] > 0)
+    summary = az.summary(trace.to_arviz(), round_to="none")
+    exact = {"theta": 8 / 22, "p[0]": 6 / 36, "p[1]": 12 / 36, "p[2]": 18 / 36,
+             "sigma": sigma_posterior_mean()}
+    for name, mean in exact.items():
+        z = (summary.loc[name, "mean"] - mean) / summary.loc[name, "mcse_mean"]
+        assert abs(z) < 5, f"{name}: {summary.loc[name, 'mean']:.4f} vs exact {mean:.4f} (z = {z:.1f})"
+
+
+def test_logistic_regression_matches_nuts():
+    features, labels = logistic_data()
+    target = sf.from_numpyro(logistic_regression, features, labels)
+    trace = sf.sample(sf.mala(0.05), target, jax.random.key(5), num_particles=16, num_steps=4_000,
+                      warmup=1_000, thin=2, progress=False)
+    summary = az.summary(trace.to_arviz(), round_to="none")
+    names = ["bias", "weights[0]", "weights[1]", "weights[2]"]
+    agree_with_reference(summary, REFERENCES["logistic_regression"], names, columns=("mean",))
+
+
+def test_discrete_latent_site_is_refused_by_name():
+    def mixture(y):
+        z = numpyro.sample("z", dist.Bernoulli(0.5))
+        numpyro.sample("y", dist.Normal(3.0 * z, 1.0), obs=y)
+
+    with pytest.raises(ValueError, match=r"discrete latent site\(s\) 'z' \(Bernoulli.*[Mm]arginalise"):
+        sf.from_numpyro(mixture, 1.0)
+    with pytest.raises(ValueError, match="'z'"):
+        MCMC(sf.numpyro_kernel(mixture, sf.mala(0.1)), num_warmup=5, num_samples=5,
+             progress_bar=False).run(jax.random.key(0), 1.0)
+
+
+def test_nan_potential_everywhere_names_the_site():
+    def broken():
+        x = numpyro.sample("x", dist.Normal(0.0, 1.0))
+        numpyro.sample("obs", dist.Normal(x, 1.0), obs=np.nan)  # a missing value left in the data
+
+    with pytest.raises(ValueError, match=r"NaN or infinite at every start.*'obs'"):
+        sf.from_numpyro(broken)
+
+
+def test_wrong_model_arguments_surface_numpyro_errors():
+    with pytest.raises(TypeError, match="sigma"):
+        sf.from_numpyro(eight_schools)  # missing the required argument sigma
+
+
+def test_kernel_bad_input():
+    with pytest.raises(ValueError, match="exactly one of model or potential_fn"):
+        sf.numpyro_kernel(sampler=sf.mala(0.1))
+    with pytest.raises(TypeError, match="stochflow Sampler"):
+        sf.numpyro_kernel(eight_schools, "mala")
+
+
+def test_potential_fn_route():
+    potential = lambda z: 0.5 * (z["a"] ** 2).sum()  # standard normal in 2-D
+    mcmc = MCMC(sf.numpyro_kernel(potential_fn=potential, sampler=sf.mala(0.5)), num_warmup=500,
+                num_samples=20_000, progress_bar=False)
+    mcmc.run(jax.random.key(6), init_params={"a": np.zeros(2)})
+    a = np.asarray(mcmc.get_samples()["a"])
+    assert a.shape == (20_000, 2)
+    # Mean 0 and variance 1 within 5 Monte Carlo SEs, SE = sd / sqrt(ESS) (ArviZ bulk ESS).
+    for statistic, truth in ((a, 0.0), (a**2, 1.0)):
+        se = statistic.std(0) / np.sqrt(sf.diagnostics.ess(statistic[None]))
+        assert np.all(np.abs(statistic.mean(0) - truth) < 5 * se)
