@@ -7,12 +7,15 @@ from typing import Callable
 from ..target import Target
 from .gaussians import anisotropic_gaussian, gaussian
 from .mixtures import gaussian_mixture, llp_gmm
+from .wells import double_well, many_well
 
-__all__ = ["get", "names", "gaussian", "anisotropic_gaussian", "gaussian_mixture", "llp_gmm"]
+__all__ = ["get", "names", "gaussian", "anisotropic_gaussian", "gaussian_mixture", "llp_gmm", "double_well", "many_well"]
 
 _REGISTRY: dict[str, Callable[..., Target]] = {
     "gaussian-aniso": anisotropic_gaussian,
     "llp-gmm5": llp_gmm,
+    "double-well": double_well,
+    "many-well": many_well,
 }
 
 
