@@ -1,5 +1,24 @@
 """Diagnostics: the ArviZ bridge (summary, ESS) and sample-quality metrics."""
 
 from .arviz_bridge import ess, summary, to_inference_data
+from .kernels import ksd, median_distance, mmd
+from . import metrics
+from .metrics import (
+    energy_distance,
+    ess_per_grad,
+    log_z_error,
+    log_z_from_log_weights,
+    mode_coverage,
+    mode_weight_tv,
+    mode_weights,
+    modes_visited,
+    moment_errors,
+    w2,
+)
+from .modes import Modes
 
-__all__ = ["summary", "ess", "to_inference_data"]
+__all__ = [
+    "summary", "ess", "to_inference_data", "ksd", "mmd", "median_distance", "metrics", "Modes", "moment_errors", "mode_weights",
+    "mode_weight_tv", "mode_coverage", "modes_visited", "energy_distance", "w2", "ess_per_grad",
+    "log_z_from_log_weights", "log_z_error",
+]

@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import numpyro.distributions as dist
 
+from ..diagnostics.modes import gaussian_component_modes
 from ..target import Target
 
 __all__ = ["gaussian_mixture", "llp_gmm"]
@@ -18,8 +19,9 @@ def gaussian_mixture(weights, means, covs, name: Optional[str] = None) -> Target
 
     The mixture's mean and covariance are exact:
     ``mean = sum_k w_k m_k``, ``cov = sum_k w_k (C_k + m_k m_k^T) - mean mean^T``.
-    The components are kept on the target (``target.components``) for
-    mode-weight metrics.
+    The components are kept on the target (``target.components``) and its
+    modes (``target.modes``: a sample belongs to the component of largest
+    responsibility) feed the mode-weight metrics; ``log_z = 0``.
     """
     weights = np.asarray(weights, dtype=float)
     weights = weights / weights.sum()
@@ -42,6 +44,8 @@ def gaussian_mixture(weights, means, covs, name: Optional[str] = None) -> Target
         name=name or f"gmm-{len(weights)}x{means.shape[1]}d",
     )
     target.components = (weights, means, covs)
+    target.modes = gaussian_component_modes(weights, means, covs)
+    target.log_z = 0.0
     return target
 
 
