@@ -8,10 +8,10 @@
 
 __version__ = "0.1.0"
 
-from . import diagnostics, models, samplers
+from . import diagnostics, geometry, models, samplers
 from .models.numpyro_adapter import from_numpyro, numpyro_kernel
 from .run import default_init, sample
-from .samplers import Sampler, mala, ula, underdamped
+from .samplers import Sampler, mala, rdmc, ula, underdamped
 from .target import Target
 from .trace import Trace
 
@@ -24,9 +24,11 @@ __all__ = [
     "ula",
     "mala",
     "underdamped",
+    "rdmc",
     "from_numpyro",
     "numpyro_kernel",
     "samplers",
+    "geometry",
     "models",
     "diagnostics",
 ]
