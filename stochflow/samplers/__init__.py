@@ -2,6 +2,7 @@
 
 from .base import Sampler
 from .langevin import mala, ula
+from .rdmc import rdmc, rdmc_score
 from .underdamped import underdamped
 
-__all__ = ["Sampler", "ula", "mala", "underdamped"]
+__all__ = ["Sampler", "ula", "mala", "underdamped", "rdmc", "rdmc_score"]
