@@ -2,7 +2,6 @@
 
 from .arviz_bridge import ess, summary, to_inference_data
 from .kernels import ksd, median_distance, mmd
-from .kernels import ksd, median_distance, mmd
 from . import metrics
 from .metrics import (
     energy_distance,
