@@ -75,7 +75,7 @@ def test_eight_schools_through_mcmc_kernel(name):
     agree_with_reference(summary, REFERENCES["eight_schools"], EIGHT_SCHOOLS_NAMES)
 
 
-def test_chain_methods_give_the_same_draws():
+def test_chain_methods_give_the_same_draws(capsys):
     # Each chain has its own key either way, so the chains are the same Markov chains;
     # vmapped and unvmapped XLA programs round float32 differently, hence rtol 1e-3
     # rather than equality (seen: relative gaps below 1e-3 after 100 steps).
@@ -85,6 +85,9 @@ def test_chain_methods_give_the_same_draws():
                     num_chains=2, chain_method=method, progress_bar=False)
         mcmc.run(jax.random.key(3), EIGHT_SCHOOLS_SIGMA, y=EIGHT_SCHOOLS_Y)
         draws[method] = mcmc.get_samples(group_by_chain=True)["mu"]
+    mcmc.print_summary()
+    printed = capsys.readouterr().out
+    assert "mu" in printed and "tau" in printed and "r_hat" in printed
     np.testing.assert_allclose(draws["vectorized"], draws["sequential"], rtol=1e-3, atol=1e-4)
 
 
