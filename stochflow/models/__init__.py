@@ -2,20 +2,36 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Callable
 
 from ..target import Target
+from .banana import banana
+from .funnel import funnel
 from .gaussians import anisotropic_gaussian, gaussian
-from .mixtures import gaussian_mixture, llp_gmm
+from .gmm40 import gmm40
+from .mixtures import gaussian_mixture, grid_gmm, llp_gmm, mixture_hd, ring_gmm
 from .wells import double_well, many_well
 
-__all__ = ["get", "names", "gaussian", "anisotropic_gaussian", "gaussian_mixture", "llp_gmm", "double_well", "many_well"]
+__all__ = [
+    "get", "names", "gaussian", "anisotropic_gaussian", "gaussian_mixture", "llp_gmm", "double_well", "many_well",
+    "gmm40", "ring_gmm", "grid_gmm", "mixture_hd", "funnel", "banana",
+]
 
 _REGISTRY: dict[str, Callable[..., Target]] = {
     "gaussian-aniso": anisotropic_gaussian,
     "llp-gmm5": llp_gmm,
+    "gaussian-aniso-100": partial(anisotropic_gaussian, dim=100, condition_number=1e4),
     "double-well": double_well,
-    "many-well": many_well,
+    "many-well": partial(many_well, dim=32),
+    "gmm40": gmm40,
+    "ring-gmm8": ring_gmm,
+    "grid-gmm9": grid_gmm,
+    "mixture-10d": partial(mixture_hd, dim=10),
+    "mixture-32d": partial(mixture_hd, dim=32),
+    "mixture-100d": partial(mixture_hd, dim=100),
+    "funnel": partial(funnel, dim=10),
+    "banana": banana,
 }
 
 
