@@ -11,7 +11,7 @@ __version__ = "0.1.0"
 from . import diagnostics, geometry, models, samplers
 from .models.numpyro_adapter import from_numpyro, numpyro_kernel
 from .run import default_init, sample
-from .samplers import Sampler, mala, rdmc, ula, underdamped
+from .samplers import Sampler, bmmla, bmumla, mala, mla, mymala, myula, rdmc, ula, underdamped
 from .target import Target
 from .trace import Trace
 
@@ -25,6 +25,11 @@ __all__ = [
     "mala",
     "underdamped",
     "rdmc",
+    "myula",
+    "mymala",
+    "mla",
+    "bmumla",
+    "bmmla",
     "from_numpyro",
     "numpyro_kernel",
     "samplers",

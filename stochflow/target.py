@@ -70,6 +70,65 @@ def _check_logdensity(logdensity: Any, dim: int) -> None:
         )
 
 
+_MIRROR_FUNCTIONS = (
+    "potential",
+    "grad",
+    "grad_conj",
+    "hessian_matvec",
+    "inverse_hessian_matvec",
+    "hessian_sqrt_matvec",
+    "in_domain",
+)
+
+
+def _check_nonsmooth(nonsmooth: Any, dim: int) -> None:
+    """A nonsmooth term must have ``value(x) -> scalar`` and ``prox(x, lam) -> (dim,)``."""
+    missing = [name for name in ("value", "prox") if not callable(getattr(nonsmooth, name, None))]
+    if missing:
+        raise TypeError(
+            f"nonsmooth must be a term with value(x) and prox(x, lam) (e.g. sf.geometry.l1(1.0)); "
+            f"{type(nonsmooth).__name__} has no callable {' or '.join(missing)}. A term without a "
+            "proximal operator cannot be sampled by the proximal samplers: add it to logdensity "
+            "if it is smooth."
+        )
+    probe = jax.ShapeDtypeStruct((dim,), default_dtype())
+    try:
+        value = jax.eval_shape(nonsmooth.value, probe)
+        prox = jax.eval_shape(nonsmooth.prox, probe, 0.1)
+    except Exception as err:
+        raise ValueError(
+            f"the nonsmooth term failed on an input of shape ({dim},): {type(err).__name__}: {err}."
+        ) from err
+    if getattr(value, "shape", None) != ():
+        raise ValueError(f"nonsmooth.value must return a scalar, got shape {value.shape}.")
+    if getattr(prox, "shape", None) != (dim,):
+        raise ValueError(f"nonsmooth.prox must return shape ({dim},), got {prox.shape}.")
+
+
+def _check_mirror(mirror: Any, dim: int) -> None:
+    """A mirror map must have the functions of ``sf.geometry.MirrorMap`` and act on ``(dim,)``."""
+    missing = [name for name in _MIRROR_FUNCTIONS if not callable(getattr(mirror, name, None))]
+    if missing:
+        raise TypeError(
+            "mirror must be a mirror map such as sf.geometry.log_barrier(0.0, 1.0); "
+            f"{type(mirror).__name__} lacks {', '.join(missing)}."
+        )
+    probe = jax.ShapeDtypeStruct((dim,), default_dtype())
+    try:
+        out = jax.eval_shape(mirror.grad_conj, probe)
+        inside = jax.eval_shape(mirror.in_domain, probe)
+    except Exception as err:
+        raise ValueError(
+            f"the mirror map failed on an input of shape ({dim},): {type(err).__name__}: {err}. "
+            "Check that its per-coordinate parameters (bounds, beta) have length dim."
+        ) from err
+    if out.shape != (dim,) or inside.shape != ():
+        raise ValueError(
+            f"the mirror map must map shape ({dim},) to ({dim},) and in_domain to a bool; got "
+            f"{out.shape} and {inside.shape}. Check that its per-coordinate parameters have length dim."
+        )
+
+
 class Target:
     """An unnormalised density on R^dim (or on a mirror map's domain).
 
@@ -120,6 +179,10 @@ class Target:
         self.dim = _check_dim(dim)
         _check_logdensity(logdensity, self.dim)
         self.logdensity = logdensity
+        if nonsmooth is not None:
+            _check_nonsmooth(nonsmooth, self.dim)
+        if mirror is not None:
+            _check_mirror(mirror, self.dim)
         self.nonsmooth = nonsmooth
         self.mirror = mirror
         self.support = support

@@ -2,7 +2,8 @@
 
 from .base import Sampler
 from .langevin import mala, ula
+from .proximal import bmmla, bmumla, mla, mymala, myula
 from .rdmc import rdmc, rdmc_score
 from .underdamped import underdamped
 
-__all__ = ["Sampler", "ula", "mala", "underdamped", "rdmc", "rdmc_score"]
+__all__ = ["Sampler", "ula", "mala", "underdamped", "rdmc", "rdmc_score", "myula", "mymala", "mla", "bmumla", "bmmla"]
