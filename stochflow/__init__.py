@@ -12,6 +12,7 @@ from . import diagnostics, geometry, models, samplers
 from .models.numpyro_adapter import from_numpyro, numpyro_kernel
 from .run import default_init, sample
 from .samplers import Sampler, bmmla, bmumla, mala, mla, mymala, myula, rdmc, ula, underdamped
+from .store import load
 from .target import Target
 from .trace import Trace
 
@@ -20,6 +21,7 @@ __all__ = [
     "Sampler",
     "Trace",
     "sample",
+    "load",
     "default_init",
     "ula",
     "mala",

@@ -16,14 +16,23 @@ A recorded draw carries the info of the step that produced it, except
 ``n_grad`` (summed over the ``thin`` steps since the previous draw, so the
 stats' total is the run's cost) and ``diverging`` (true if any of those steps
 diverged). Every diverging step is also counted: ``trace.num_divergent``.
+
+Where the draws go is a *sink* with ``append`` (a chunk of draws), ``commit``
+(a point a run may resume from) and ``finish`` (the Trace): in memory by
+default, or a :class:`~stochflow.store.RunStore` on disk with ``store=path``,
+which commits after every chunk (warmup chunks too) so that
+``resume=True`` continues a killed run from its last committed chunk. Since
+each step's key depends only on its global index, the resumed run's draws,
+stats and counts are those of an uninterrupted run, bit for bit.
 """
 
 from __future__ import annotations
 
 import functools
 import math
+import os
 import warnings
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Union
 
 import jax
 import jax.numpy as jnp
@@ -31,6 +40,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .samplers.base import Sampler, check_positions
+from .store import Progress, RunStore
 from .target import Target, default_dtype
 from .trace import Trace, run_metadata
 
@@ -99,7 +109,8 @@ def _resolve_num_steps(sampler: Sampler, num_steps: Optional[int]) -> int:
     return _check_int("num_steps", num_steps, 1)
 
 
-def _check_start(target: Target, positions: Array) -> None:
+def _check_start(target: Target, positions: Array) -> np.ndarray:
+    """The log-density at the starting positions; refuses starts outside the target."""
     logdensity = jax.jit(jax.vmap(target.logdensity))(positions)
     bad = np.flatnonzero(~np.isfinite(np.asarray(logdensity)))
     if bad.size:
@@ -120,6 +131,7 @@ def _check_start(target: Target, positions: Array) -> None:
                 f"{outside.size} starting position(s) lie outside the target's {what} "
                 f"(particles {outside[:10].tolist()}); pass init= strictly inside it."
             )
+    return np.asarray(logdensity)
 
 
 def _draw_stats(step_info: Any, n_grad: Array, diverging: Array) -> dict[str, Array]:
@@ -194,6 +206,39 @@ def _default_chunk_draws(num_draws: int, bytes_per_draw: int) -> int:
     return max(1, min(num_draws, by_memory, by_progress))
 
 
+class _MemorySink:
+    """Keeps the draws in host memory; ``finish`` stacks them into a Trace."""
+
+    progress = Progress()
+
+    def __init__(self, metadata: dict, constrain: Optional[Callable]):
+        self._metadata = metadata
+        self._constrain = constrain
+        self._positions: list[np.ndarray] = []
+        self._stats: list[dict[str, np.ndarray]] = []
+
+    def append(self, positions: np.ndarray, stats: dict[str, np.ndarray], first_draw: int) -> None:
+        self._positions.append(positions)
+        self._stats.append(stats)
+
+    def commit(self, progress: Progress, state: Any) -> None:
+        """Nothing to keep: a run in memory cannot be resumed."""
+
+    def finish(self, progress: Progress) -> Trace:
+        stats = {name: np.concatenate([c[name] for c in self._stats], axis=1) for name in self._stats[0]}
+        return Trace(
+            positions=np.concatenate(self._positions, axis=1),
+            stats=stats,
+            metadata=dict(self._metadata, n_grad_warmup=progress.n_grad_warmup),
+            num_divergent=progress.num_divergent,
+            num_divergent_warmup=progress.num_divergent_warmup,
+            constrain=self._constrain,
+        )
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
 def sample(
     sampler: Sampler,
     target: Target,
@@ -206,6 +251,8 @@ def sample(
     init: Optional[Any] = None,
     progress: bool = True,
     chunk_size: Optional[int] = None,
+    store: Optional[Union[str, os.PathLike]] = None,
+    resume: bool = False,
 ) -> Trace:
     """Run ``sampler`` on ``target`` and return the recorded :class:`Trace`.
 
@@ -235,6 +282,21 @@ def sample(
         Steps per jitted chunk (rounded down to a multiple of ``thin``).
         Default: about 1/20 of the run, capped so a chunk's draws take at most
         64 MiB. It changes speed and memory, never the draws.
+    store
+        A path (conventionally ``*.zarr``, in an existing directory) to stream
+        the run to: each chunk is written and committed as it finishes, so the
+        host holds one chunk of draws, and the store opens with
+        ``sf.load``/xarray/ArviZ while the run goes on. The returned trace is
+        then backed by the store (its arrays are read from disk when used). An
+        existing path is refused unless ``resume=True``.
+    resume
+        With ``store``: continue the run stored there from its last committed
+        chunk (a chunk torn by a crash is cut off and redone); the result is
+        bit-identical to an uninterrupted run. The store must come from the
+        same sampler, hyperparameters, target, key, particles, steps, warmup,
+        thin and init, or it is refused. If nothing exists at ``store`` yet,
+        the run starts fresh, so a job script can always pass ``resume=True``.
+        A finished store is returned as it is.
     """
     if not isinstance(sampler, Sampler):
         raise TypeError(
@@ -253,84 +315,105 @@ def sample(
     num_particles = _check_int("num_particles", 4 if num_particles is None else num_particles, 1)
     if chunk_size is not None:
         chunk_size = _check_int("chunk_size", chunk_size, 1)
+    if store is None and resume:
+        raise ValueError("resume=True needs store=path: only a run stored on disk can be resumed.")
+    if store is not None and not isinstance(store, (str, os.PathLike)):
+        raise TypeError(f"store must be a path (str or os.PathLike), got {type(store).__name__}.")
 
-    init_key, state_key, warmup_key, sample_key = jax.random.split(key, 4)
-    if init is None:
-        positions = default_init(target, init_key, num_particles)
-    else:
-        positions = check_positions(target, jnp.asarray(init, default_dtype()))
-        if positions.shape[0] != num_particles:
-            raise ValueError(
-                f"init has {positions.shape[0]} particles but num_particles={num_particles}."
-            )
-    _check_start(target, positions)
-    state = sampler.init(target, positions, state_key)
-
+    dtype = default_dtype()
     num_draws = num_steps // thin
-    bytes_per_draw = num_particles * (target.dim + 8) * positions.dtype.itemsize
+    bytes_per_draw = num_particles * (target.dim + 8) * np.dtype(dtype).itemsize
     if chunk_size is None:
         chunk_draws = _default_chunk_draws(num_draws, bytes_per_draw)
     else:
         chunk_draws = max(1, min(num_draws, chunk_size // thin))
+    metadata = run_metadata(sampler, target, key, num_particles, num_steps, warmup, thin, dtype)
+    if store is None:
+        sink = _MemorySink(metadata, target.constrain)
+    else:
+        sink = RunStore.open(store, metadata, resume=resume, chunk_draws=chunk_draws, constrain=target.constrain)
 
-    bar = tqdm(total=warmup + num_draws * thin, disable=not progress, desc=sampler.name, unit="step")
     try:
-        state, warmup_divergent, warmup_n_grad = _run_warmup(sampler, target, state, warmup_key, warmup, chunk_size, bar)
-        if sampler.end_warmup is not None and warmup > 0:
-            state = sampler.end_warmup(state)
-        run_chunk = _make_phase(sampler.step, target, thin, chunk_draws, record=True)
-        positions_chunks, stats_chunks, num_divergent = [], [], 0
-        for first in range(0, num_draws, chunk_draws):
-            num_valid = min(chunk_draws, num_draws - first)
-            state, counts, (draws, stats) = run_chunk(state, sample_key, first, num_valid)
-            positions_chunks.append(np.asarray(draws)[:num_valid])
-            stats_chunks.append({k: np.asarray(v)[:num_valid] for k, v in stats.items()})
-            num_divergent += int(np.asarray(counts[0], dtype=np.int64).sum())
-            bar.update(num_valid * thin)
-            bar.set_postfix(divergent=num_divergent, refresh=False)
-    finally:
-        bar.close()
+        init_key, state_key, warmup_key, sample_key = jax.random.split(key, 4)
+        if init is None:
+            positions = default_init(target, init_key, num_particles)
+        else:
+            positions = check_positions(target, jnp.asarray(init, dtype))
+            if positions.shape[0] != num_particles:
+                raise ValueError(
+                    f"init has {positions.shape[0]} particles but num_particles={num_particles}."
+                )
+        start_logdensity = _check_start(target, positions)
+        state = sampler.init(target, positions, state_key)
+        if store is not None:
+            sink.check_start(positions, start_logdensity)
+            state = sink.restore_state(state)
+            sink.prepare()
+        done = sink.progress
+        bar = tqdm(total=warmup + num_draws * thin, initial=done.warmup_done + done.draws_done * thin,
+                   disable=not progress, desc=sampler.name, unit="step")
+        bar.set_postfix(divergent=done.num_divergent, warmup_divergent=done.num_divergent_warmup, refresh=False)
+        try:
+            state, done = _run_warmup(sampler, target, state, warmup_key, warmup, chunk_size, bar, sink, done)
+            run_chunk = _make_phase(sampler.step, target, thin, chunk_draws, record=True)
+            for first in range(done.draws_done, num_draws, chunk_draws):
+                num_valid = min(chunk_draws, num_draws - first)
+                state, counts, (draws, stats) = run_chunk(state, sample_key, first, num_valid)
+                sink.append(
+                    np.swapaxes(np.asarray(draws)[:num_valid], 0, 1),
+                    {k: np.swapaxes(np.asarray(v)[:num_valid], 0, 1) for k, v in stats.items()},
+                    first,
+                )
+                divergent = int(np.asarray(counts[0], dtype=np.int64).sum())
+                done = done._replace(draws_done=first + num_valid, num_divergent=done.num_divergent + divergent)
+                sink.commit(done, state)
+                bar.update(num_valid * thin)
+                bar.set_postfix(divergent=done.num_divergent, refresh=False)
+        finally:
+            bar.close()
+    except BaseException:
+        sink.close()
+        raise
 
-    positions_out = np.swapaxes(np.concatenate(positions_chunks), 0, 1)
-    stats_out = {
-        name: np.swapaxes(np.concatenate([c[name] for c in stats_chunks]), 0, 1)
-        for name in stats_chunks[0]
-    }
-    if num_divergent or warmup_divergent:
+    if done.num_divergent or done.num_divergent_warmup:
         warnings.warn(
-            f"{sampler.name}: {num_divergent} of {num_particles * num_draws * thin} sampling steps "
-            f"and {warmup_divergent} of {num_particles * warmup} warmup steps diverged (a non-finite "
+            f"{sampler.name}: {done.num_divergent} of {num_particles * num_draws * thin} sampling steps "
+            f"and {done.num_divergent_warmup} of {num_particles * warmup} warmup steps diverged (a non-finite "
             "log-density, gradient or position); those steps were undone or rejected. "
             "See trace.stats['diverging']; a smaller step size usually helps.",
             RuntimeWarning,
             stacklevel=2,
         )
-    metadata = run_metadata(sampler, target, key, num_particles, num_steps, warmup, thin)
-    metadata["n_grad_warmup"] = warmup_n_grad
-    return Trace(
-        positions=positions_out,
-        stats=stats_out,
-        metadata=metadata,
-        num_divergent=num_divergent,
-        num_divergent_warmup=warmup_divergent,
-        constrain=target.constrain,
-    )
+    if store is None:
+        return sink.finish(done)
+    return sink.finish(constrain=target.constrain)
 
 
-def _run_warmup(sampler, target, state, key, warmup, chunk_size, bar) -> tuple[Any, int, int]:
-    """Run the warmup phase; returns the state, diverging steps and gradient evaluations."""
-    if warmup == 0:
-        return state, 0, 0
+def _run_warmup(sampler, target, state, key, warmup, chunk_size, bar, sink, done: Progress) -> tuple[Any, Progress]:
+    """Run the warmup steps not yet done and end the warmup.
+
+    A commit follows every warmup chunk but the last; after the last,
+    ``end_warmup`` runs first, so a committed state with the warmup complete is
+    always the state the sampling phase starts from."""
+    if done.warmup_done >= warmup:
+        return state, done
     step_fn = sampler.warmup_step or sampler.step
     chunk = min(warmup, chunk_size or max(1, math.ceil(warmup / _DEFAULT_CHUNKS)))
     run_chunk = _make_phase(step_fn, target, 1, chunk, record=False)
-    divergent = n_grad = 0
-    for first in range(0, warmup, chunk):
+    for first in range(done.warmup_done, warmup, chunk):
         num_valid = min(chunk, warmup - first)
         state, counts, _ = run_chunk(state, key, first, num_valid)
         counts = np.asarray(counts, dtype=np.int64)
-        divergent += int(counts[0].sum())
-        n_grad += int(counts[1].sum())
+        done = done._replace(
+            warmup_done=first + num_valid,
+            num_divergent_warmup=done.num_divergent_warmup + int(counts[0].sum()),
+            n_grad_warmup=done.n_grad_warmup + int(counts[1].sum()),
+        )
+        if done.warmup_done < warmup:
+            sink.commit(done, state)
         bar.update(num_valid)
-        bar.set_postfix(warmup_divergent=divergent, refresh=False)
-    return state, divergent, n_grad
+        bar.set_postfix(warmup_divergent=done.num_divergent_warmup, refresh=False)
+    if sampler.end_warmup is not None:
+        state = sampler.end_warmup(state)
+    sink.commit(done, state)
+    return state, done

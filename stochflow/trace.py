@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import json
 from typing import Any, Callable, Optional
 
 import jax
@@ -17,16 +18,20 @@ import numpy as np
 __all__ = ["Trace", "run_metadata"]
 
 
-def run_metadata(sampler, target, key, num_particles, num_steps, warmup, thin) -> dict[str, Any]:
-    """What a trace records of its run: enough to tell two runs apart and to redo one."""
+def run_metadata(sampler, target, key, num_particles, num_steps, warmup, thin, dtype) -> dict[str, Any]:
+    """What a trace records of its run: enough to tell two runs apart and to redo one.
+
+    The values are plain JSON (tuples and arrays among the hyperparameters
+    become lists), so the metadata reads back from a file exactly as it was."""
     from . import __version__
 
     key_data = jax.random.key_data(key) if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key) else key
-    return {
+    metadata = {
         "sampler": sampler.name,
         "sampler_params": dict(sampler.params),
         "target": target.name,
         "dim": target.dim,
+        "dtype": np.dtype(dtype).name,
         "num_particles": int(num_particles),
         "num_steps": int(num_steps),
         "warmup": int(warmup),
@@ -36,6 +41,7 @@ def run_metadata(sampler, target, key, num_particles, num_steps, warmup, thin) -
         "jax_version": jax.__version__,
         "created_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
+    return json.loads(json.dumps(metadata, default=lambda value: np.asarray(value).tolist()))
 
 
 @dataclasses.dataclass
@@ -57,6 +63,15 @@ class Trace:
     constrain
         The target's map from positions to named constrained variables, if it
         has one (NumPyro models); ``to_arviz`` then exports those variables.
+    constrained
+        The named constrained draws themselves, ``(num_particles, num_draws,
+        *shape)`` each: what a trace loaded from a file has instead of
+        ``constrain`` (a function is not stored).
+
+    A trace returned by ``sample(..., store=path)`` or ``load(path, lazy=True)``
+    keeps its draws on disk: ``positions`` and ``stats`` are then read-only
+    :class:`~stochflow.store.StoredArray` objects (slicing reads that slice,
+    ``np.asarray`` reads all).
     """
 
     positions: np.ndarray
@@ -65,6 +80,7 @@ class Trace:
     num_divergent: int = 0
     num_divergent_warmup: int = 0
     constrain: Optional[Callable[[np.ndarray], dict]] = dataclasses.field(default=None, repr=False)
+    constrained: Optional[dict[str, Any]] = dataclasses.field(default=None, repr=False)
 
     @property
     def num_particles(self) -> int:
@@ -95,6 +111,26 @@ class Trace:
         from .diagnostics.arviz_bridge import to_inference_data
 
         return to_inference_data(self, var_name=var_name)
+
+    def to_netcdf(self, path, *, overwrite: bool = False):
+        """Write to a NetCDF-4 file in ArviZ's layout; ``sf.load(path)`` reads it back."""
+        from .store import to_netcdf
+
+        return to_netcdf(self, path, overwrite=overwrite)
+
+    def to_zarr(self, path, *, overwrite: bool = False):
+        """Write to a zarr directory in ArviZ's layout; ``sf.load(path)`` reads it back."""
+        from .store import to_zarr
+
+        return to_zarr(self, path, overwrite=overwrite)
+
+    def to_csv(self, path, *, overwrite: bool = False):
+        """Write one row per draw (``chain``, ``draw``, ``x[0]``... and the stats) to
+        ``path`` (``*.csv``), the metadata to the ``.json`` beside it; see
+        :func:`stochflow.store.to_csv`."""
+        from .store import to_csv
+
+        return to_csv(self, path, overwrite=overwrite)
 
     def __repr__(self) -> str:
         return (

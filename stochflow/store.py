@@ -1,0 +1,702 @@
+"""Traces on disk: NetCDF, zarr and CSV files, ``load``, and the run store that
+``sample(..., store=path)`` streams into.
+
+File layout (NetCDF and zarr) is ArviZ's: a group ``posterior`` with the
+variable ``x`` of dims ``(chain, draw, dim)`` (for a target with ``constrain``,
+a NumPyro model: one variable per site, in constrained space, and the raw
+positions in ``unconstrained_posterior``), a group ``sample_stats`` under
+ArviZ's names (``lp``, ``acceptance_rate``, ``diverging``, ``step_size``,
+``n_grad``), and on every group the run's metadata as attributes: flat ones
+for people (``sampler``, ``target``, ``stochflow_version``...) and
+``stochflow_metadata``, the whole metadata as JSON, which ``load`` reads back
+exactly.
+
+The run store is a zarr directory in that layout whose draw dimension grows
+chunk by chunk, plus a folder ``stochflow_run/`` with what a resume needs:
+``start.npz`` (the starting positions and the log-density there, to recognise
+the run) and ``checkpoint.npz`` (how far the run got, its counters and the
+sampler state's leaves). A chunk is committed in three steps: its draws are
+written, the zarr metadata is consolidated, then ``checkpoint.npz`` is
+replaced atomically (write to a temporary file, fsync, ``os.replace``). Draws
+past the checkpoint's count belong to a chunk that was not committed (a torn
+chunk); ``load`` ignores them and a resume cuts them off and redoes them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import pathlib
+import warnings
+from typing import Any, Callable, Iterator, NamedTuple, Optional, Union
+
+import jax
+import numpy as np
+
+from .trace import Trace
+
+__all__ = ["load", "to_netcdf", "to_zarr", "to_csv", "RunStore", "Progress", "StoredArray", "RUN_IDENTITY"]
+
+PathLike = Union[str, os.PathLike]
+
+POSITIONS = "x"
+RUN_DIR = "stochflow_run"
+_FORMAT_VERSION = 1
+# Metadata entries that must agree for a store to be resumed by a run.
+RUN_IDENTITY = ("sampler", "sampler_params", "target", "dim", "dtype", "num_particles",
+                "num_steps", "warmup", "thin", "key")
+_NETCDF_SUFFIXES = (".nc", ".nc4", ".netcdf", ".h5", ".hdf5")
+
+
+def _stats_names() -> dict[str, str]:
+    from .diagnostics.arviz_bridge import SAMPLE_STATS_NAMES
+
+    return SAMPLE_STATS_NAMES
+
+
+def _file_stat_name(name: str) -> str:
+    return _stats_names().get(name, name)
+
+
+def _trace_stat_name(name: str) -> str:
+    inverse = {file_name: name for name, file_name in _stats_names().items()}
+    return inverse.get(name, name)
+
+
+def _attrs(metadata: dict, num_divergent: int, num_divergent_warmup: int) -> dict[str, Any]:
+    from .diagnostics.arviz_bridge import flat_attrs
+
+    attrs = flat_attrs(metadata)
+    attrs["stochflow_metadata"] = json.dumps(metadata)
+    attrs["num_divergent"] = int(num_divergent)
+    attrs["num_divergent_warmup"] = int(num_divergent_warmup)
+    return attrs
+
+
+def _variable_dims(name: str, shape: tuple) -> tuple[str, ...]:
+    """ArviZ's dims: ``dim`` for the positions, ``name_dim_k`` for a named variable's axes."""
+    if name == POSITIONS:
+        return ("chain", "draw", "dim")
+    return ("chain", "draw") + tuple(f"{name}_dim_{k}" for k in range(len(shape) - 2))
+
+
+def _dataset(variables: dict[str, np.ndarray], attrs: dict, first_draw: int = 0):
+    import xarray as xr
+
+    data_vars = {name: (_variable_dims(name, np.shape(v)), np.asarray(v)) for name, v in variables.items()}
+    some = next(iter(variables.values()))
+    num_chains, num_draws = np.shape(some)[:2]
+    coords = {"chain": np.arange(num_chains), "draw": np.arange(first_draw, first_draw + num_draws)}
+    return xr.Dataset(data_vars, coords=coords, attrs=attrs)
+
+
+def _groups(positions, stats, constrained, attrs, first_draw: int = 0) -> dict[str, Any]:
+    """The ArviZ groups of a stretch of draws, as xarray Datasets."""
+    stats = {_file_stat_name(name): value for name, value in stats.items()}
+    groups = {"sample_stats": _dataset(stats, attrs, first_draw)}
+    if constrained is None:
+        groups["posterior"] = _dataset({POSITIONS: positions}, attrs, first_draw)
+    else:
+        groups["posterior"] = _dataset(constrained, attrs, first_draw)
+        groups["unconstrained_posterior"] = _dataset({POSITIONS: positions}, attrs, first_draw)
+    return groups
+
+
+def _constrained_draws(trace: Trace) -> Optional[dict[str, np.ndarray]]:
+    if trace.constrain is not None:
+        return {name: np.asarray(v) for name, v in trace.constrain(np.asarray(trace.positions)).items()}
+    if trace.constrained is not None:
+        return {name: np.asarray(v) for name, v in trace.constrained.items()}
+    return None
+
+
+def _trace_groups(trace: Trace) -> dict[str, Any]:
+    attrs = _attrs(trace.metadata, trace.num_divergent, trace.num_divergent_warmup)
+    stats = {name: np.asarray(value) for name, value in trace.stats.items()}
+    return _groups(np.asarray(trace.positions), stats, _constrained_draws(trace), attrs)
+
+
+def _refuse_existing(path: pathlib.Path, overwrite: bool) -> None:
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"cannot write {path}: the directory {path.parent} does not exist.")
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} already exists; pass overwrite=True to replace it, or choose another path.")
+
+
+def _remove(path: pathlib.Path) -> None:
+    import shutil
+
+    if path.is_dir():
+        shutil.rmtree(path)
+    elif path.exists():
+        path.unlink()
+
+
+def to_netcdf(trace: Trace, path: PathLike, *, overwrite: bool = False) -> pathlib.Path:
+    """Write ``trace`` to a NetCDF-4 file (one HDF5 group per ArviZ group)."""
+    path = pathlib.Path(path)
+    _refuse_existing(path, overwrite)
+    _remove(path)
+    for index, (group, dataset) in enumerate(_trace_groups(trace).items()):
+        dataset.to_netcdf(path, group=group, mode="w" if index == 0 else "a", engine="h5netcdf")
+    return path
+
+
+def to_zarr(trace: Trace, path: PathLike, *, overwrite: bool = False) -> pathlib.Path:
+    """Write ``trace`` to a zarr directory (one zarr group per ArviZ group)."""
+    path = pathlib.Path(path)
+    _refuse_existing(path, overwrite)
+    _remove(path)
+    with _quiet_zarr():
+        for index, (group, dataset) in enumerate(_trace_groups(trace).items()):
+            dataset.to_zarr(path, group=group, mode="w-" if index == 0 else "a", consolidated=True)
+    return path
+
+
+def _csv_columns(name: str, values: np.ndarray) -> dict[str, np.ndarray]:
+    """One column per coordinate of a ``(chain, draw, *shape)`` variable, for one chain."""
+    shape = values.shape[1:]
+    if not shape:
+        return {name: values}
+    flat = values.reshape(values.shape[0], -1)
+    return {
+        f"{name}[{','.join(map(str, index))}]": flat[:, k]
+        for k, index in enumerate(np.ndindex(*shape))
+    }
+
+
+def _csv_sidecar(path: pathlib.Path) -> pathlib.Path:
+    return path.with_suffix(".json")
+
+
+def to_csv(trace: Trace, path: PathLike, *, overwrite: bool = False) -> pathlib.Path:
+    """Write ``trace`` as CSV: one row per draw, columns ``chain``, ``draw``, then one
+    column per coordinate (``x[0]``, ``x[1]``...; for a NumPyro target the
+    variables by name, ``theta[3]``, and the raw positions as ``unconstrained[i]``),
+    then the sample stats under ArviZ's names. Floats are written with 17
+    significant digits, so reading them back gives the same numbers.
+
+    The metadata goes to a JSON file beside it (``run.csv`` -> ``run.json``),
+    which ``load`` needs to give the exact Trace back; pandas (``pd.read_csv``)
+    and R (``read.csv``) read the CSV alone."""
+    import pandas as pd
+
+    path = pathlib.Path(path)
+    if path.suffix != ".csv":
+        raise ValueError(f"a CSV trace needs a path ending in .csv (the metadata goes to .json beside it), got {path}.")
+    sidecar = _csv_sidecar(path)
+    _refuse_existing(path, overwrite)
+    _refuse_existing(sidecar, overwrite)
+    constrained = _constrained_draws(trace)
+    position_name = POSITIONS if constrained is None else "unconstrained"
+    if constrained is not None and position_name in constrained:
+        raise ValueError(f"the model has a site named {position_name!r}, which clashes with the position columns.")
+    variables = dict(constrained or {})
+    variables[position_name] = np.asarray(trace.positions)
+    stats = {_file_stat_name(name): np.asarray(value) for name, value in trace.stats.items()}
+    columns: dict[str, str] = {}
+    with open(path, "w", newline="") as handle:
+        for chain in range(trace.num_particles):
+            frame = {"chain": np.full(trace.num_draws, chain), "draw": np.arange(trace.num_draws)}
+            for name, values in list(variables.items()) + list(stats.items()):
+                frame.update(_csv_columns(name, values[chain]))
+            table = pd.DataFrame(frame)
+            columns = {column: str(dtype) for column, dtype in table.dtypes.items()}
+            table.to_csv(handle, header=chain == 0, index=False, float_format="%.17g")
+    sidecar.write_text(json.dumps({
+        "format": "stochflow-csv",
+        "format_version": _FORMAT_VERSION,
+        "metadata": trace.metadata,
+        "num_divergent": int(trace.num_divergent),
+        "num_divergent_warmup": int(trace.num_divergent_warmup),
+        "positions": position_name,
+        "variables": {name: list(np.shape(v)[2:]) for name, v in variables.items()},
+        "stats": {name: list(np.shape(v)[2:]) for name, v in stats.items()},
+        "dtypes": columns,
+    }, indent=1))
+    return path
+
+
+def _from_csv(path: pathlib.Path) -> Trace:
+    import pandas as pd
+
+    sidecar = _csv_sidecar(path)
+    if not sidecar.exists():
+        raise FileNotFoundError(f"{sidecar} (the metadata written beside {path.name} by to_csv) is missing.")
+    info = json.loads(sidecar.read_text())
+    table = pd.read_csv(path, dtype={c: ("float64" if "float" in d else d) for c, d in info["dtypes"].items()})
+    num_chains = int(table["chain"].max()) + 1
+    num_draws = len(table) // num_chains
+
+    def gather(name: str, shape: list[int]) -> np.ndarray:
+        names = list(_csv_columns(name, np.zeros([1] + shape)).keys())
+        dtype = info["dtypes"][names[0]]
+        values = table[names].to_numpy().astype(dtype)
+        return values.reshape([num_chains, num_draws] + shape)
+
+    variables = {name: gather(name, shape) for name, shape in info["variables"].items()}
+    positions = variables.pop(info["positions"])
+    stats = {_trace_stat_name(name): gather(name, shape) for name, shape in info["stats"].items()}
+    return Trace(positions=positions, stats=stats, metadata=info["metadata"],
+                 num_divergent=info["num_divergent"], num_divergent_warmup=info["num_divergent_warmup"],
+                 constrained=variables or None)
+
+
+class StoredArray:
+    """A read-only array backed by a zarr array, holding its first ``num_draws`` draws
+    (axis 1). Slicing reads only the slice; ``np.asarray`` reads it all."""
+
+    def __init__(self, array: Any, num_draws: int):
+        self._array = array
+        self.shape = (array.shape[0], num_draws) + tuple(array.shape[2:])
+        self.dtype = np.dtype(array.dtype)
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape))
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        values = np.asarray(self._array[:, : self.shape[1]])
+        return values if dtype is None else values.astype(dtype)
+
+    def __getitem__(self, index: Any) -> np.ndarray:
+        index = index if isinstance(index, tuple) else (index,)
+        basic = all(isinstance(i, (int, np.integer, slice)) or i is Ellipsis for i in index)
+        if not basic or sum(i is Ellipsis for i in index) > 1:
+            return np.asarray(self)[index]
+        if Ellipsis in index:
+            at = index.index(Ellipsis)
+            index = index[:at] + (slice(None),) * (self.ndim - len(index) + 1) + index[at + 1:]
+        index = index + (slice(None),) * (self.ndim - len(index))
+        if len(index) > self.ndim:
+            raise IndexError(f"too many indices for an array of shape {self.shape}.")
+        draw = index[1]
+        if isinstance(draw, slice):
+            draw = slice(*draw.indices(self.shape[1]))
+        else:
+            if not -self.shape[1] <= draw < self.shape[1]:
+                raise IndexError(f"draw {draw} is out of range for {self.shape[1]} draws.")
+            draw = int(draw) % self.shape[1]
+        return np.asarray(self._array[(index[0], draw) + index[2:]])
+
+    def __repr__(self) -> str:
+        return f"StoredArray(shape={self.shape}, dtype={self.dtype})"
+
+
+def _read_zarr(path: pathlib.Path, lazy: bool) -> Trace:
+    import zarr
+
+    # The checkpoint first: the consolidated metadata read after it covers at
+    # least its committed draws, even while a run appends more.
+    run_dir = path / RUN_DIR
+    checkpoint = _read_checkpoint(run_dir / "checkpoint.npz")
+    root = zarr.open_group(str(path), mode="r")
+    attrs = dict(root["sample_stats"].attrs) if "sample_stats" in root else {}
+    if checkpoint is not None:  # a run store: its committed draws
+        record = checkpoint[0]
+        num_draws = record["draws_done"]
+        metadata = dict(record["metadata"], n_grad_warmup=record["n_grad_warmup"])
+        num_divergent, num_divergent_warmup = record["num_divergent"], record["num_divergent_warmup"]
+    elif (run_dir / "metadata.json").exists():  # a run store with nothing committed yet
+        metadata = dict(json.loads((run_dir / "metadata.json").read_text()), n_grad_warmup=0)
+        num_draws = num_divergent = num_divergent_warmup = 0
+    elif "stochflow_metadata" in attrs:  # an exported trace
+        metadata = json.loads(attrs["stochflow_metadata"])
+        num_divergent, num_divergent_warmup = attrs["num_divergent"], attrs["num_divergent_warmup"]
+        num_draws = root["sample_stats"]["draw"].shape[0]
+    else:
+        raise ValueError(f"{path} is not a stochflow trace (no stochflow metadata, no run record).")
+
+    def variables(group: str, skip=("chain", "draw")) -> dict[str, Any]:
+        if group not in root:
+            return {}
+        found = {}
+        for name, array in root[group].arrays():
+            if name in skip or array.ndim < 2:
+                continue
+            view = StoredArray(array, num_draws)
+            found[name] = view if lazy else np.asarray(view)
+        return found
+
+    stats = {_trace_stat_name(name): value for name, value in variables("sample_stats").items()}
+    constrained = variables("posterior") if "unconstrained_posterior" in root else None
+    positions = variables("unconstrained_posterior" if constrained is not None else "posterior")
+    if POSITIONS not in positions:
+        if num_draws:
+            raise ValueError(f"{path} holds no positions (variable {POSITIONS!r}).")
+        positions = {POSITIONS: np.zeros((metadata["num_particles"], 0, metadata["dim"]))}
+    return Trace(positions=positions[POSITIONS], stats=stats, metadata=metadata,
+                 num_divergent=int(num_divergent), num_divergent_warmup=int(num_divergent_warmup),
+                 constrained=constrained or None)
+
+
+def _read_netcdf(path: pathlib.Path) -> Trace:
+    import xarray as xr
+
+    def group(name: str) -> Optional[Any]:
+        try:
+            with xr.open_dataset(path, group=name, engine="h5netcdf") as dataset:
+                return dataset.load()
+        except OSError:
+            return None
+
+    sample_stats = group("sample_stats")
+    if sample_stats is None or "stochflow_metadata" not in sample_stats.attrs:
+        raise ValueError(f"{path} is not a stochflow trace (no sample_stats group with stochflow metadata).")
+    unconstrained = group("unconstrained_posterior")
+    posterior = group("posterior")
+    raw = unconstrained if unconstrained is not None else posterior
+    constrained = None
+    if unconstrained is not None:
+        constrained = {name: posterior[name].values for name in posterior.data_vars}
+    attrs = sample_stats.attrs
+    return Trace(
+        positions=raw[POSITIONS].values,
+        stats={_trace_stat_name(name): sample_stats[name].values for name in sample_stats.data_vars},
+        metadata=json.loads(attrs["stochflow_metadata"]),
+        num_divergent=int(attrs["num_divergent"]),
+        num_divergent_warmup=int(attrs["num_divergent_warmup"]),
+        constrained=constrained,
+    )
+
+
+def load(path: PathLike, *, lazy: bool = False) -> Trace:
+    """Read a trace written by ``to_netcdf``, ``to_zarr``, ``to_csv`` or ``sample(store=...)``.
+
+    The format comes from the path: a directory is zarr, ``*.csv`` is CSV
+    (with its ``.json`` beside it), anything else NetCDF. A run store that is
+    still running, or was killed, gives its committed draws.
+
+    ``lazy=True`` (zarr only) leaves the draws on disk: ``positions`` and
+    ``stats`` are :class:`StoredArray` objects that read what is sliced.
+    A target's ``constrain`` function cannot be stored; a loaded trace of a
+    NumPyro model carries the stored constrained draws as ``trace.constrained``.
+    """
+    path = pathlib.Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist.")
+    if path.is_dir():
+        return _read_zarr(path, lazy)
+    if lazy:
+        raise ValueError("lazy=True needs a zarr store (a directory); NetCDF and CSV traces load whole.")
+    if path.suffix == ".csv":
+        return _from_csv(path)
+    return _read_netcdf(path)
+
+
+# ---------------------------------------------------------------------------
+# The run store: a zarr store written chunk by chunk, with a checkpoint.
+
+
+class Progress(NamedTuple):
+    """How far a run got, and what it counted on the way (all particles)."""
+
+    warmup_done: int = 0  # warmup steps run
+    draws_done: int = 0  # draws recorded (after warmup)
+    num_divergent: int = 0
+    num_divergent_warmup: int = 0
+    n_grad_warmup: int = 0
+
+
+def _atomic_write(path: pathlib.Path, write: Callable[[Any], None]) -> None:
+    """Write a file so that readers see the old one or the new one, never a part."""
+    temporary = path.with_name(path.name + ".tmp")
+    with open(temporary, "wb") as handle:
+        write(handle)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+
+
+def _leaf_to_numpy(leaf: Any) -> tuple[np.ndarray, str]:
+    if jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+        return np.asarray(jax.random.key_data(leaf)), str(jax.random.key_impl(leaf))
+    return np.asarray(leaf), ""
+
+
+def _read_checkpoint(path: pathlib.Path) -> Optional[tuple[dict, list[np.ndarray]]]:
+    if not path.exists():
+        return None
+    with np.load(path) as archive:
+        record = json.loads(archive["record"].tobytes().decode())
+        leaves = [archive[f"leaf_{i}"] for i in range(record["num_leaves"])]
+    return record, leaves
+
+
+@contextlib.contextmanager
+def _quiet_zarr() -> Iterator[None]:
+    """Silence two notes zarr makes on every write here: that consolidated metadata
+    is not (yet) in the zarr v3 specification (xarray relies on it all the same),
+    and that the ``stochflow_run`` folder is not a zarr node (it is not meant to be)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Consolidated metadata is currently not part")
+        warnings.filterwarnings("ignore", message="Object at .* is not recognized")
+        yield
+
+
+def _consolidate(path: pathlib.Path) -> None:
+    """Rewrite the consolidated metadata (one atomic write of the root ``zarr.json``),
+    which is what xarray and ``load`` read: a consistent view of the store."""
+    import zarr
+
+    with _quiet_zarr():
+        zarr.consolidate_metadata(str(path))
+
+
+def _jsonable(metadata: dict) -> dict:
+    return json.loads(json.dumps(metadata))
+
+
+class RunStore:
+    """A zarr run store that ``sample`` writes into: one chunk at a time, committed
+    with a checkpoint, resumable after a crash.
+
+    Use :meth:`open` (creates or resumes), then per chunk :meth:`append` and
+    :meth:`commit`, and :meth:`finish` at the end. The store holds a lock
+    (``fcntl.flock``) while open, so two runs never write one store.
+    """
+
+    def __init__(self, path: pathlib.Path, metadata: dict, chunk_draws: int, constrain: Optional[Callable],
+                 lock: Any, record: Optional[dict], leaves: Optional[list[np.ndarray]]):
+        import zarr
+
+        self.path = path
+        self.metadata = metadata
+        self._chunk_draws = chunk_draws
+        self._constrain = constrain
+        self._lock = lock
+        self._root = zarr.open_group(str(path), mode="a", use_consolidated=False)
+        self._record = record
+        self._leaves = leaves
+
+    # -- opening ---------------------------------------------------------
+
+    @classmethod
+    def open(cls, path: PathLike, metadata: dict, *, resume: bool, chunk_draws: int,
+             constrain: Optional[Callable] = None) -> "RunStore":
+        """Create a new store at ``path``, or (``resume=True``) reopen the store of this
+        run there. Refuses, before any work: a path whose directory is missing, an
+        existing path without ``resume=True``, a path that is not a stochflow run
+        store, and a store of another run (any of :data:`RUN_IDENTITY` differs).
+        ``resume=True`` where nothing exists starts a fresh store."""
+        import zarr
+
+        path = pathlib.Path(path)
+        metadata = _jsonable(metadata)
+        if not path.parent.is_dir():
+            raise FileNotFoundError(
+                f"store={str(path)!r}: the directory {str(path.parent)!r} does not exist; create it first."
+            )
+        run_dir = path / RUN_DIR
+        if path.exists():
+            if not resume:
+                raise FileExistsError(
+                    f"store={str(path)!r} already exists. Pass resume=True to continue that run, "
+                    "or choose a new path (an existing store is never overwritten)."
+                )
+            if not (run_dir / "start.npz").exists():
+                raise ValueError(f"store={str(path)!r} exists but is not a stochflow run store; choose another path.")
+            lock = cls._acquire_lock(path)
+            checkpoint = _read_checkpoint(run_dir / "checkpoint.npz")
+            record, leaves = checkpoint if checkpoint is not None else (None, None)
+            stored = record["metadata"] if record is not None else json.loads(
+                (run_dir / "metadata.json").read_text())
+            cls._check_same_run(path, stored, metadata)
+            return cls(path, stored, chunk_draws, constrain, lock, record, leaves)
+        root = zarr.open_group(str(path), mode="w-")
+        run_dir.mkdir()
+        lock = cls._acquire_lock(path)
+        root.attrs.update(_attrs(metadata, 0, 0))
+        _consolidate(path)
+        _atomic_write(run_dir / "metadata.json", lambda f: f.write(json.dumps(metadata).encode()))
+        return cls(path, metadata, chunk_draws, constrain, lock, None, None)
+
+    @staticmethod
+    def _acquire_lock(path: pathlib.Path) -> Any:
+        handle = open(path / RUN_DIR / "lock", "w")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            raise RuntimeError(f"store={str(path)!r} is being written by another process.") from None
+        return handle
+
+    @staticmethod
+    def _check_same_run(path: pathlib.Path, stored: dict, metadata: dict) -> None:
+        differ = [name for name in RUN_IDENTITY if stored.get(name) != metadata.get(name)]
+        if differ:
+            details = "; ".join(f"{name}: store has {stored.get(name)!r}, this run {metadata.get(name)!r}"
+                                for name in differ)
+            raise ValueError(
+                f"store={str(path)!r} belongs to another run ({details}). A store is only resumed by "
+                "the same sampler, hyperparameters, target, key and run settings; use a new path."
+            )
+        for name in ("stochflow_version", "jax_version"):
+            if stored.get(name) != metadata.get(name):
+                warnings.warn(
+                    f"resuming a store written with {name} {stored.get(name)}, now {metadata.get(name)}: "
+                    "the draws after the resume may differ from an uninterrupted run's.",
+                    RuntimeWarning, stacklevel=3,
+                )
+
+    def check_start(self, positions: np.ndarray, logdensity: np.ndarray) -> None:
+        """Record the run's start (new store) or check it is the stored run's start.
+
+        The starting positions and the log-density there identify the run's
+        init and target beyond their names: a resume with another ``init`` or
+        another log-density under the same name is refused."""
+        start = self.path / RUN_DIR / "start.npz"
+        positions, logdensity = np.asarray(positions), np.asarray(logdensity)
+        if not start.exists():
+            _atomic_write(start, lambda f: np.savez(f, positions=positions, logdensity=logdensity))
+            return
+        with np.load(start) as stored:
+            if stored["positions"].shape != positions.shape or not np.array_equal(stored["positions"], positions):
+                raise ValueError(f"store={str(self.path)!r} was started from other positions (init); "
+                                 "resume with the same init, or use a new path.")
+            if not np.allclose(stored["logdensity"], logdensity, rtol=1e-5, atol=0.0):
+                raise ValueError(f"store={str(self.path)!r} belongs to another target: the log-density at the "
+                                 "starting positions differs. Resume with the same target, or use a new path.")
+
+    # -- resuming --------------------------------------------------------
+
+    @property
+    def progress(self) -> Progress:
+        if self._record is None:
+            return Progress()
+        return Progress(*(int(self._record[name]) for name in Progress._fields))
+
+    def restore_state(self, fresh_state: Any) -> Any:
+        """The committed sampler state, in the structure of ``fresh_state`` (a state
+        just made by ``sampler.init``), or ``fresh_state`` if nothing was committed."""
+        if self._record is None:
+            return fresh_state
+        fresh_leaves, treedef = jax.tree_util.tree_flatten(fresh_state)
+        impls = self._record["key_impls"]
+        if len(fresh_leaves) != len(self._leaves):
+            raise ValueError(f"store={str(self.path)!r}: the stored sampler state does not fit this sampler.")
+        leaves = []
+        for fresh, stored, impl in zip(fresh_leaves, self._leaves, impls):
+            leaf = jax.random.wrap_key_data(stored, impl=impl) if impl else jax.numpy.asarray(stored)
+            if leaf.shape != fresh.shape or leaf.dtype != fresh.dtype:
+                raise ValueError(f"store={str(self.path)!r}: the stored sampler state does not fit this sampler "
+                                 f"(a leaf {leaf.shape} {leaf.dtype}, expected {fresh.shape} {fresh.dtype}).")
+            leaves.append(leaf)
+        return jax.tree_util.tree_unflatten(treedef, leaves)
+
+    def _truncate(self, num_draws: int) -> None:
+        """Cut every draw past ``num_draws`` (a torn chunk of a killed run)."""
+        for group in ("posterior", "unconstrained_posterior", "sample_stats"):
+            if group not in self._root:
+                continue
+            for name, array in self._root[group].arrays():
+                if name == "chain":
+                    continue
+                axis = 0 if name == "draw" else 1
+                if array.shape[axis] < num_draws:
+                    raise ValueError(
+                        f"store={str(self.path)!r} has {array.shape[axis]} draws in {group}, fewer than the "
+                        f"{num_draws} its checkpoint committed: the data was lost (a disk or OS failure); "
+                        "start a new run."
+                    )
+                if array.shape[axis] > num_draws:
+                    shape = list(array.shape)
+                    shape[axis] = num_draws
+                    array.resize(tuple(shape))
+
+    def prepare(self) -> None:
+        """Drop a torn chunk, so the store holds exactly the committed draws."""
+        self._truncate(self.progress.draws_done)
+        _consolidate(self.path)
+
+    # -- writing ---------------------------------------------------------
+
+    def _group(self, group: str, num_chains: int) -> Any:
+        """The zarr group ``group``, created with its ``chain`` coordinate on first use."""
+        if group not in self._root:
+            node = self._root.create_group(group, attributes=dict(self._root.attrs))
+            node.create_array("chain", data=np.arange(num_chains), dimension_names=("chain",))
+        return self._root[group]
+
+    def _array(self, node: Any, name: str, values: np.ndarray) -> Any:
+        """The zarr array ``name`` of ``node``, created with zero draws on first use."""
+        if name in node:
+            return node[name]
+        chunk = max(self._chunk_draws, 1)
+        if name == "draw":
+            return node.create_array(name, shape=(0,), chunks=(chunk,), dtype=values.dtype,
+                                     fill_value=0, dimension_names=("draw",))
+        shape = values.shape
+        fill = np.nan if np.issubdtype(values.dtype, np.floating) else 0
+        return node.create_array(name, shape=(shape[0], 0) + shape[2:], chunks=(shape[0], chunk) + shape[2:],
+                                 dtype=values.dtype, fill_value=fill, dimension_names=_variable_dims(name, shape))
+
+    def _append_group(self, group: str, variables: dict[str, np.ndarray], first: int) -> None:
+        num_chains, num_new = next(iter(variables.values())).shape[:2]
+        node = self._group(group, num_chains)
+        end = first + num_new
+        for name, values in variables.items():
+            array = self._array(node, name, values)
+            array.resize((array.shape[0], end) + array.shape[2:])
+            array[:, first:end] = values
+        draw = self._array(node, "draw", np.arange(first, end))
+        draw.resize((end,))
+        draw[first:end] = np.arange(first, end)
+
+    def append(self, positions: np.ndarray, stats: dict[str, np.ndarray], first_draw: int) -> None:
+        """Write draws ``first_draw ...`` (positions ``(particles, n, dim)``, stats
+        ``(particles, n)``). Not committed until :meth:`commit`."""
+        stats = {_file_stat_name(name): value for name, value in stats.items()}
+        self._append_group("sample_stats", stats, first_draw)
+        if self._constrain is None:
+            self._append_group("posterior", {POSITIONS: positions}, first_draw)
+        else:
+            constrained = {name: np.asarray(v) for name, v in self._constrain(positions).items()}
+            self._append_group("posterior", constrained, first_draw)
+            self._append_group("unconstrained_posterior", {POSITIONS: positions}, first_draw)
+
+    def commit(self, progress: Progress, state: Any) -> None:
+        """Make everything written so far, and ``state``, the point a resume starts from."""
+        _consolidate(self.path)
+        converted = [_leaf_to_numpy(leaf) for leaf in jax.tree_util.tree_leaves(state)]
+        record = dict(progress._asdict(), metadata=self.metadata, num_leaves=len(converted),
+                      key_impls=[impl for _, impl in converted], format_version=_FORMAT_VERSION)
+        arrays = {f"leaf_{i}": leaf for i, (leaf, _) in enumerate(converted)}
+        arrays["record"] = np.frombuffer(json.dumps(record).encode(), dtype=np.uint8)
+        _atomic_write(self.path / RUN_DIR / "checkpoint.npz", lambda f: np.savez(f, **arrays))
+        self._record = record
+
+    def finish(self, constrain: Optional[Callable] = None) -> Trace:
+        """Write the final counts into the groups' attributes, release the lock and
+        return the trace, backed by the store (:class:`StoredArray`)."""
+        progress = self.progress
+        metadata = dict(self.metadata, n_grad_warmup=progress.n_grad_warmup)
+        attrs = _attrs(metadata, progress.num_divergent, progress.num_divergent_warmup)
+        self._root.attrs.update(attrs)
+        for group in ("posterior", "unconstrained_posterior", "sample_stats"):
+            if group in self._root:
+                self._root[group].attrs.update(attrs)
+        _consolidate(self.path)
+        self.close()
+        trace = load(self.path, lazy=True)
+        trace.constrain = constrain
+        return trace
+
+    def close(self) -> None:
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
