@@ -11,11 +11,13 @@ from .funnel import funnel
 from .gaussians import anisotropic_gaussian, gaussian
 from .gmm40 import gmm40
 from .mixtures import gaussian_mixture, grid_gmm, llp_gmm, mixture_hd, ring_gmm
+from .nonsmooth import bayesian_lasso, dirichlet, laplace, laplace_gmm, laplace_mixture, truncated_laplace
 from .wells import double_well, many_well
 
 __all__ = [
     "get", "names", "gaussian", "anisotropic_gaussian", "gaussian_mixture", "llp_gmm", "double_well", "many_well",
     "gmm40", "ring_gmm", "grid_gmm", "mixture_hd", "funnel", "banana",
+    "laplace", "laplace_gmm", "laplace_mixture", "bayesian_lasso", "truncated_laplace", "dirichlet",
 ]
 
 _REGISTRY: dict[str, Callable[..., Target]] = {
@@ -32,6 +34,14 @@ _REGISTRY: dict[str, Callable[..., Target]] = {
     "mixture-100d": partial(mixture_hd, dim=100),
     "funnel": partial(funnel, dim=10),
     "banana": banana,
+    "laplace": laplace,
+    "laplace-10d": partial(laplace, dim=10),
+    "laplace-gmm2": laplace_gmm,
+    "laplace-mixture5": laplace_mixture,
+    "bayesian-lasso": bayesian_lasso,
+    "truncated-laplace": partial(truncated_laplace, lower=-1.0, upper=2.0, dim=2),
+    "dirichlet": dirichlet,
+    "dirichlet-tilted": partial(dirichlet, tilt=2.0),
 }
 
 
