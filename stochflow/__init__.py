@@ -9,9 +9,11 @@
 __version__ = "0.1.0"
 
 from . import diagnostics, geometry, models, samplers
+from . import flows  # after samplers: the flows build on its Langevin kernels
 from .models.numpyro_adapter import from_numpyro, numpyro_kernel
 from .run import default_init, sample
 from .samplers import Sampler, bmmla, bmumla, mala, mla, mymala, myula, rdmc, ula, underdamped
+from .samplers import fit_snf, load_snf, save_snf, snf
 from .store import load
 from .target import Target
 from .trace import Trace
@@ -32,6 +34,11 @@ __all__ = [
     "mla",
     "bmumla",
     "bmmla",
+    "snf",
+    "fit_snf",
+    "save_snf",
+    "load_snf",
+    "flows",
     "from_numpyro",
     "numpyro_kernel",
     "samplers",

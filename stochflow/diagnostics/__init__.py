@@ -16,9 +16,17 @@ from .metrics import (
     w2,
 )
 from .modes import Modes
+from .importance import (
+    ImportanceEstimate,
+    importance_ess,
+    importance_expectation,
+    importance_log_z,
+    normalized_weights,
+)
 
 __all__ = [
     "summary", "ess", "to_inference_data", "ksd", "mmd", "median_distance", "metrics", "Modes", "moment_errors", "mode_weights",
     "mode_weight_tv", "mode_coverage", "modes_visited", "energy_distance", "w2", "ess_per_grad",
     "log_z_from_log_weights", "log_z_error",
+    "ImportanceEstimate", "importance_ess", "importance_expectation", "importance_log_z", "normalized_weights",
 ]

@@ -4,6 +4,8 @@ from .base import Sampler
 from .langevin import mala, ula
 from .proximal import bmmla, bmumla, mla, mymala, myula
 from .rdmc import rdmc, rdmc_score
+from .snf import fit_snf, load_snf, save_snf, snf
 from .underdamped import underdamped
 
-__all__ = ["Sampler", "ula", "mala", "underdamped", "rdmc", "rdmc_score", "myula", "mymala", "mla", "bmumla", "bmmla"]
+__all__ = ["Sampler", "ula", "mala", "underdamped", "rdmc", "rdmc_score", "myula", "mymala", "mla", "bmumla", "bmmla",
+           "snf", "fit_snf", "save_snf", "load_snf"]
