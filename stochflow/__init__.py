@@ -14,6 +14,7 @@ from .models.numpyro_adapter import from_numpyro, numpyro_kernel
 from .run import default_init, sample
 from .samplers import Sampler, bmmla, bmumla, mala, mla, mymala, myula, rdmc, ula, underdamped
 from .samplers import fit_snf, load_snf, save_snf, snf
+from .samplers import from_blackjax
 from .store import load
 from .target import Target
 from .trace import Trace
@@ -41,6 +42,7 @@ __all__ = [
     "flows",
     "from_numpyro",
     "numpyro_kernel",
+    "from_blackjax",
     "samplers",
     "geometry",
     "models",

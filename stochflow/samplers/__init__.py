@@ -1,6 +1,7 @@
 """Sampler factories, one module per method family."""
 
 from .base import Sampler
+from .blackjax_adapter import from_blackjax
 from .langevin import mala, ula
 from .proximal import bmmla, bmumla, mla, mymala, myula
 from .rdmc import rdmc, rdmc_score
@@ -8,4 +9,4 @@ from .snf import fit_snf, load_snf, save_snf, snf
 from .underdamped import underdamped
 
 __all__ = ["Sampler", "ula", "mala", "underdamped", "rdmc", "rdmc_score", "myula", "mymala", "mla", "bmumla", "bmmla",
-           "snf", "fit_snf", "save_snf", "load_snf"]
+           "snf", "fit_snf", "save_snf", "load_snf", "from_blackjax"]
