@@ -134,6 +134,19 @@ def _check_start(target: Target, positions: Array) -> np.ndarray:
     return np.asarray(logdensity)
 
 
+def _strongly_typed(state: Any) -> Any:
+    """``state`` with no weakly typed leaves, the form a state restored from disk has:
+    a fresh and a resumed run then run the same compiled program (a weak type in
+    the input signature would compile a second one, and could change promotion)."""
+
+    def strong(leaf: Any) -> Any:
+        if jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+            return leaf
+        return jnp.asarray(leaf, dtype=leaf.dtype)
+
+    return jax.tree_util.tree_map(strong, state)
+
+
 def _draw_stats(step_info: Any, n_grad: Array, diverging: Array) -> dict[str, Array]:
     stats = dict(step_info._asdict())
     stats["n_grad"] = n_grad
@@ -344,7 +357,7 @@ def sample(
                     f"init has {positions.shape[0]} particles but num_particles={num_particles}."
                 )
         start_logdensity = _check_start(target, positions)
-        state = sampler.init(target, positions, state_key)
+        state = _strongly_typed(sampler.init(target, positions, state_key))
         if store is not None:
             sink.check_start(positions, start_logdensity)
             state = sink.restore_state(state)

@@ -246,7 +246,8 @@ def _from_csv(path: pathlib.Path) -> Trace:
 
 class StoredArray:
     """A read-only array backed by a zarr array, holding its first ``num_draws`` draws
-    (axis 1). Slicing reads only the slice; ``np.asarray`` reads it all."""
+    (axis 1). Integers and forward slices read only that part from disk; other
+    indices (lists, negative steps) and ``np.asarray`` read it all."""
 
     def __init__(self, array: Any, num_draws: int):
         self._array = array
@@ -270,8 +271,9 @@ class StoredArray:
 
     def __getitem__(self, index: Any) -> np.ndarray:
         index = index if isinstance(index, tuple) else (index,)
-        basic = all(isinstance(i, (int, np.integer, slice)) or i is Ellipsis for i in index)
-        if not basic or sum(i is Ellipsis for i in index) > 1:
+        basic = all(isinstance(i, (int, np.integer)) or i is Ellipsis
+                    or (isinstance(i, slice) and (i.step is None or i.step > 0)) for i in index)
+        if not basic or sum(i is Ellipsis for i in index) > 1:  # zarr reads basic forward slices only
             return np.asarray(self)[index]
         if Ellipsis in index:
             at = index.index(Ellipsis)
@@ -520,7 +522,11 @@ class RunStore:
         root = zarr.open_group(str(path), mode="w-")
         run_dir.mkdir()
         lock = cls._acquire_lock(path)
-        root.attrs.update(_attrs(metadata, 0, 0))
+        attrs = _attrs(metadata, 0, 0)
+        root.attrs.update(attrs)
+        for group in ("posterior", "sample_stats"):  # empty until the first chunk
+            node = root.create_group(group, attributes=attrs)
+            node.create_array("chain", data=np.arange(metadata["num_particles"]), dimension_names=("chain",))
         _consolidate(path)
         _atomic_write(run_dir / "metadata.json", lambda f: f.write(json.dumps(metadata).encode()))
         return cls(path, metadata, chunk_draws, constrain, lock, None, None)
