@@ -15,6 +15,7 @@ from .run import default_init, sample
 from .samplers import Sampler, bmmla, bmumla, mala, mla, mymala, myula, rdmc, ula, underdamped
 from .samplers import fit_snf, load_snf, save_snf, snf
 from .samplers import from_blackjax
+from .samplers import msvgd, svgd, svmd
 from .store import load
 from .target import Target
 from .trace import Trace
@@ -43,6 +44,9 @@ __all__ = [
     "from_numpyro",
     "numpyro_kernel",
     "from_blackjax",
+    "svgd",
+    "msvgd",
+    "svmd",
     "samplers",
     "geometry",
     "models",

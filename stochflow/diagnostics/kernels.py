@@ -154,13 +154,34 @@ def _subsample(points: Array, max_points: int) -> Array:
     return points[np.linspace(0, n - 1, max_points).round().astype(int)]
 
 
+def _order_statistic(values: Array, k: Any) -> Array:
+    """The ``k``-th smallest (0-based) of non-negative floats, by bisection on their bit patterns.
+
+    Non-negative IEEE floats order like their bit patterns read as integers, so 31 (float32) or
+    63 (float64) counting passes find the exact order statistic: O(m) memory and no sort, which
+    on CPU is many times faster than ``jnp.median`` on large ``m``.
+    """
+    int_type = jnp.int32 if values.dtype.itemsize == 4 else jnp.int64
+    bits = jax.lax.bitcast_convert_type(values, int_type)
+
+    def halve(_, bounds):
+        low, high = bounds
+        mid = low + (high - low) // 2
+        enough = jnp.sum(bits <= mid) >= k + 1
+        return jnp.where(enough, low, mid + 1), jnp.where(enough, mid, high)
+
+    low, _ = jax.lax.fori_loop(0, 8 * values.dtype.itemsize - 1, halve, (jnp.zeros((), int_type), jnp.max(bits)))
+    return jax.lax.bitcast_convert_type(low, values.dtype)
+
+
 @functools.partial(jax.jit, static_argnames="max_points")
 def median_distance(points: Array, max_points: int = MEDIAN_MAX_POINTS) -> Array:
     """Median Euclidean distance between distinct points (the median heuristic).
 
     Exact for ``n <= max_points``; above that it is the median over the distinct pairs of
     ``max_points`` points taken evenly spaced through the sample (deterministic, no key), which
-    keeps the cost at ``O(max_points^2 d)`` whatever ``n``.
+    keeps the cost at ``O(max_points^2 d)`` whatever ``n``. An even number of pairs gives the
+    mean of the two middle distances.
     """
     points = _subsample(points, max_points)
     m = points.shape[0]
@@ -168,7 +189,15 @@ def median_distance(points: Array, max_points: int = MEDIAN_MAX_POINTS) -> Array
         raise ValueError("the median heuristic needs at least 2 points.")
     centred = points - jnp.mean(points, axis=0)
     rows, cols = np.triu_indices(m, k=1)
-    return jnp.median(jnp.sqrt(squared_distances(centred, centred)[rows, cols]))
+    sq = squared_distances(centred, centred)[rows, cols]
+    pairs = sq.shape[0]
+    lower = _order_statistic(sq, (pairs - 1) // 2)
+    if pairs % 2:
+        return jnp.sqrt(lower)
+    # The next order statistic: ``lower`` again if it is tied, else the smallest value above it.
+    tied = jnp.sum(sq <= lower) >= pairs // 2 + 1
+    upper = jnp.where(tied, lower, jnp.min(jnp.where(sq > lower, sq, jnp.inf)))
+    return 0.5 * (jnp.sqrt(lower) + jnp.sqrt(upper))
 
 
 def _check_samples(name: str, samples: Any, dim: Optional[int] = None) -> Array:
