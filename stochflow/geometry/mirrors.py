@@ -291,80 +291,96 @@ def log_barrier(lower: Any = 0.0, upper: Any = np.inf) -> MirrorMap:
     """
     low, high = _check_bounds(lower, upper)
     has_low, has_high = np.isfinite(low), np.isfinite(high)
-    box = has_low & has_high
-    low_only = has_low & ~has_high
-    high_only = ~has_low & has_high
-    # Finite stand-ins where a bound is missing (those branches are masked out).
+    # Finite stand-ins where a bound is missing (those coordinates use another branch).
     low_safe = np.where(has_low, low, 0.0)
     high_safe = np.where(has_high, high, 0.0)
-    width_safe = np.where(box, high_safe - low_safe, 1.0)
+    width = np.where(has_low & has_high, high_safe - low_safe, 1.0)
+    kinds = {
+        "box": has_low & has_high,
+        "lower": has_low & ~has_high,
+        "upper": ~has_low & has_high,
+        "free": ~has_low & ~has_high,
+    }
+    # Only the kinds present are traced (a pure box map compiles one branch).
+    present = [kind for kind, mask in kinds.items() if np.any(mask)]
+
+    def combine(branches: dict[str, Callable[[], Array]]) -> Array:
+        """Per coordinate, the branch of its kind (a nested where over the kinds present)."""
+        out = branches[present[-1]]()
+        for kind in present[-2::-1]:
+            out = jnp.where(kinds[kind], branches[kind](), out)
+        return out
 
     def gaps(x: Array) -> tuple[Array, Array]:
+        # 1 where a bound is missing, so the unused branches stay finite (and so do their gradients).
         x = _float(x)
-        s = jnp.where(has_low, x - low_safe, 1.0)
-        t = jnp.where(has_high, high_safe - x, 1.0)
-        return s, t
+        return jnp.where(has_low, x - low_safe, 1.0), jnp.where(has_high, high_safe - x, 1.0)
 
     def potential(x: Array) -> Array:
         x = _float(x)
         s, t = gaps(x)
-        per_coordinate = jnp.where(
-            box,
-            -jnp.log(s) - jnp.log(t),
-            jnp.where(
-                low_only,
-                0.5 * s**2 - jnp.log(s),
-                jnp.where(high_only, 0.5 * t**2 - jnp.log(t), 0.5 * x**2),
-            ),
-        )
-        return jnp.sum(per_coordinate)
+        return jnp.sum(combine({
+            "box": lambda: -jnp.log(s) - jnp.log(t),
+            "lower": lambda: 0.5 * s**2 - jnp.log(s),
+            "upper": lambda: 0.5 * t**2 - jnp.log(t),
+            "free": lambda: 0.5 * x**2,
+        }))
 
     def grad(x: Array) -> Array:
         x = _float(x)
         s, t = gaps(x)
-        return jnp.where(
-            box,
-            1.0 / t - 1.0 / s,
-            jnp.where(low_only, s - 1.0 / s, jnp.where(high_only, 1.0 / t - t, x)),
-        )
+        return combine({
+            "box": lambda: 1.0 / t - 1.0 / s,
+            "lower": lambda: s - 1.0 / s,
+            "upper": lambda: 1.0 / t - t,
+            "free": lambda: x,
+        })
 
-    def grad_conj(y: Array) -> Array:
-        y = _float(y)
-        yl = y * width_safe
+    def box_inverse(y: Array) -> Array:
+        yl = y * width
         # r = sqrt((yL)^2 + 4) - yL, computed without cancellation for either sign.
         root = jnp.hypot(yl, 2.0)
         r = jnp.where(yl >= 0, 4.0 / (root + yl), root - yl)
-        box_point = jnp.where(
-            yl < 0, low_safe + width_safe * 2.0 / (2.0 + r), high_safe - width_safe * r / (2.0 + r)
-        )
-        root_y = jnp.hypot(y, 2.0)
-        lower_gap = jnp.where(y >= 0, 0.5 * (root_y + y), 2.0 / (root_y - y))
-        upper_gap = jnp.where(y <= 0, 0.5 * (root_y - y), 2.0 / (root_y + y))
-        x = jnp.where(
-            box,
-            box_point,
-            jnp.where(low_only, low_safe + lower_gap, jnp.where(high_only, high_safe - upper_gap, y)),
-        )
+        return jnp.where(yl < 0, low_safe + width * 2.0 / (2.0 + r), high_safe - width * r / (2.0 + r))
+
+    def lower_inverse(y: Array) -> Array:
+        root = jnp.hypot(y, 2.0)
+        return low_safe + jnp.where(y >= 0, 0.5 * (root + y), 2.0 / (root - y))
+
+    def upper_inverse(y: Array) -> Array:
+        root = jnp.hypot(y, 2.0)
+        return high_safe - jnp.where(y <= 0, 0.5 * (root - y), 2.0 / (root + y))
+
+    def grad_conj(y: Array) -> Array:
+        y = _float(y)
+        x = combine({
+            "box": lambda: box_inverse(y),
+            "lower": lambda: lower_inverse(y),
+            "upper": lambda: upper_inverse(y),
+            "free": lambda: y,
+        })
         # Rounding (e.g. low + tiny gap == low) must not land on the boundary.
-        inside_low = jnp.where(has_low, jnp.nextafter(jnp.asarray(low_safe, x.dtype), jnp.inf), -jnp.inf)
-        inside_high = jnp.where(has_high, jnp.nextafter(jnp.asarray(high_safe, x.dtype), -jnp.inf), jnp.inf)
-        return jnp.clip(x, inside_low, inside_high)
+        inside_low = np.where(has_low, np.nextafter(low_safe.astype(x.dtype), np.inf), -np.inf)
+        inside_high = np.where(has_high, np.nextafter(high_safe.astype(x.dtype), -np.inf), np.inf)
+        return jnp.clip(x, inside_low.astype(x.dtype), inside_high.astype(x.dtype))
 
     def hessian_diag(x: Array) -> Array:
         s, t = gaps(x)
-        return jnp.where(
-            box,
-            1.0 / s**2 + 1.0 / t**2,
-            jnp.where(low_only, 1.0 + 1.0 / s**2, jnp.where(high_only, 1.0 + 1.0 / t**2, 1.0)),
-        )
+        return combine({
+            "box": lambda: 1.0 / s**2 + 1.0 / t**2,
+            "lower": lambda: 1.0 + 1.0 / s**2,
+            "upper": lambda: 1.0 + 1.0 / t**2,
+            "free": lambda: jnp.ones_like(s),
+        })
 
     def hessian_diag_derivative(x: Array) -> Array:
         s, t = gaps(x)
-        return jnp.where(
-            box,
-            -2.0 / s**3 + 2.0 / t**3,
-            jnp.where(low_only, -2.0 / s**3, jnp.where(high_only, 2.0 / t**3, 0.0)),
-        )
+        return combine({
+            "box": lambda: -2.0 / s**3 + 2.0 / t**3,
+            "lower": lambda: -2.0 / s**3,
+            "upper": lambda: 2.0 / t**3,
+            "free": lambda: jnp.zeros_like(s),
+        })
 
     def in_domain(x: Array) -> Array:
         x = _float(x)

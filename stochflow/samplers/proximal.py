@@ -76,11 +76,18 @@ __all__ = [
 
 
 class ProximalState(NamedTuple):
-    """One chain: position, smooth log-density and its gradient there."""
+    """One chain: position, smooth log-density and gradient, and the envelope of ``g`` there.
+
+    ``envelope`` is the smoothed nonsmooth term the chain uses (Moreau or
+    Bregman-Moreau; zero for MLA) and ``envelope_grad`` its gradient, kept so
+    each step evaluates the proximal operator once.
+    """
 
     position: Array
     logdensity: Array
     logdensity_grad: Array
+    envelope: Array
+    envelope_grad: Array
 
 
 class ProximalInfo(NamedTuple):
@@ -168,9 +175,24 @@ def _with_domain_check(name: str, sampler: Sampler, mirror_of: Callable[[Target]
 # ----------------------------------------------------------- shared pieces
 
 
-def _state(target: Target, position: Array, key: Optional[Array] = None) -> ProximalState:
+EnvelopeFn = Callable[[Array], tuple[Array, Array]]
+
+
+def _state(target: Target, position: Array, envelope_fn: EnvelopeFn) -> ProximalState:
     logdensity, grad = target.logdensity_and_grad(position)
-    return ProximalState(position, logdensity, grad)
+    envelope, envelope_grad = envelope_fn(position)
+    return ProximalState(position, logdensity, grad, envelope, envelope_grad)
+
+
+def _no_envelope(x: Array) -> tuple[Array, Array]:
+    return jnp.zeros((), x.dtype), jnp.zeros_like(x)
+
+
+def _accept_if_finite(proposal: ProximalState, state: ProximalState, extra_ok: Array = True):
+    """Keep ``proposal`` if all its values are finite (and ``extra_ok``), else undo the step."""
+    ok = _finite(*proposal) & extra_ok
+    new = _keep_if(ok, proposal, state)
+    return new, ProximalInfo(new.logdensity - new.envelope, jnp.int32(1), ~ok)
 
 
 def _finite(*arrays: Array) -> Array:
@@ -216,22 +238,19 @@ def myula(step_size: float, smoothing: float) -> Sampler:
     gamma = check_positive("step_size", step_size)
     lam = check_positive("smoothing", smoothing)
 
+    def envelope_fn(target: Target) -> EnvelopeFn:
+        return lambda x: _moreau(target.nonsmooth, x, lam)
+
     def init_one(target: Target, position: Array, key: Array) -> ProximalState:
         _require_nonsmooth("myula", target)
         _require_euclidean_domain("myula", target)
-        return _state(target, position)
+        return _state(target, position, envelope_fn(target))
 
     def step_one(target: Target, state: ProximalState, key: Array):
-        g = target.nonsmooth
-        _, envelope_grad = _moreau(g, state.position, lam)
         noise = jax.random.normal(key, state.position.shape, state.position.dtype)
-        drift = state.logdensity_grad - envelope_grad
-        proposal = _state(target, state.position + gamma * drift + jnp.sqrt(2.0 * gamma) * noise)
-        envelope, next_grad = _moreau(g, proposal.position, lam)
-        ok = _finite(proposal.position, proposal.logdensity, proposal.logdensity_grad, envelope, next_grad)
-        new = _keep_if(ok, proposal, state)
-        envelope_now, _ = _moreau(g, new.position, lam)
-        return new, ProximalInfo(new.logdensity - envelope_now, jnp.int32(1), ~ok)
+        drift = state.logdensity_grad - state.envelope_grad
+        position = state.position + gamma * drift + jnp.sqrt(2.0 * gamma) * noise
+        return _accept_if_finite(_state(target, position, envelope_fn(target)), state)
 
     return independent_chains("myula", {"step_size": gamma, "smoothing": lam}, init_one, step_one)
 
@@ -249,20 +268,24 @@ def mymala(step_size: float, smoothing: float) -> Sampler:
     gamma = check_positive("step_size", step_size)
     lam = check_positive("smoothing", smoothing)
 
-    def drift(g: Any, state: ProximalState) -> Array:
-        return state.logdensity_grad - _moreau(g, state.position, lam)[1]
+    def envelope_fn(target: Target) -> EnvelopeFn:
+        return lambda x: _moreau(target.nonsmooth, x, lam)
+
+    def drift(state: ProximalState) -> Array:
+        return state.logdensity_grad - state.envelope_grad
 
     def init_one(target: Target, position: Array, key: Array) -> ProximalState:
         _require_nonsmooth("mymala", target)
         _require_euclidean_domain("mymala", target)
-        return _state(target, position)
+        return _state(target, position, envelope_fn(target))
 
     def step_one(target: Target, state: ProximalState, key: Array):
         g = target.nonsmooth
         noise_key, accept_key = jax.random.split(key)
         noise = jax.random.normal(noise_key, state.position.shape, state.position.dtype)
-        proposal = _state(target, state.position + gamma * drift(g, state) + jnp.sqrt(2.0 * gamma) * noise)
-        backward = state.position - proposal.position - gamma * drift(g, proposal)
+        position = state.position + gamma * drift(state) + jnp.sqrt(2.0 * gamma) * noise
+        proposal = _state(target, position, envelope_fn(target))
+        backward = state.position - proposal.position - gamma * drift(proposal)
         current_log_target = state.logdensity - g.value(state.position)
         proposal_log_target = proposal.logdensity - g.value(proposal.position)
         log_ratio = (
@@ -284,25 +307,11 @@ def mymala(step_size: float, smoothing: float) -> Sampler:
 
 
 def _mirror_step(
-    target: Target,
-    mirror: MirrorMap,
-    state: ProximalState,
-    dual_point: Array,
-    envelope_fn: Callable[[Array], tuple[Array, Array]],
+    target: Target, mirror: MirrorMap, state: ProximalState, dual_point: Array, envelope_fn: EnvelopeFn
 ) -> tuple[ProximalState, ProximalInfo]:
     """Map ``dual_point`` back to the domain; undo the step if anything is non-finite."""
-    proposal = _state(target, mirror.grad_conj(dual_point))
-    envelope, envelope_grad = envelope_fn(proposal.position)
-    ok = (
-        _finite(dual_point, proposal.position, proposal.logdensity, proposal.logdensity_grad, envelope, envelope_grad)
-        & mirror.in_domain(proposal.position)
-    )
-    new = _keep_if(ok, proposal, state)
-    return new, ProximalInfo(new.logdensity - envelope_fn(new.position)[0], jnp.int32(1), ~ok)
-
-
-def _no_envelope(x: Array) -> tuple[Array, Array]:
-    return jnp.zeros((), x.dtype), jnp.zeros_like(x)
+    proposal = _state(target, mirror.grad_conj(dual_point), envelope_fn)
+    return _accept_if_finite(proposal, state, jnp.all(jnp.isfinite(dual_point)) & mirror.in_domain(proposal.position))
 
 
 def mla(step_size: float, mirror: Optional[MirrorMap] = None) -> Sampler:
@@ -328,7 +337,7 @@ def mla(step_size: float, mirror: Optional[MirrorMap] = None) -> Sampler:
                 "sf.bmmla (Bregman-Moreau smoothing) instead."
             )
         _resolve_mirror("mla", mirror, target)
-        return _state(target, position)
+        return _state(target, position, _no_envelope)
 
     def step_one(target: Target, state: ProximalState, key: Array):
         phi = _resolve_mirror("mla", mirror, target)
@@ -358,27 +367,29 @@ def _bregman_sampler(name: str, gamma: float, lam: float, mirror: Optional[Mirro
             )
         return g, phi
 
+    def envelope_fn(target: Target) -> EnvelopeFn:
+        g, phi = resolve(target)
+        return lambda x: _bregman_moreau(g, phi, x, lam)
+
     def init_one(target: Target, position: Array, key: Array) -> ProximalState:
-        resolve(target)
-        return _state(target, position)
+        return _state(target, position, envelope_fn(target))
 
     def step_one(target: Target, state: ProximalState, key: Array):
-        g, phi = resolve(target)
-        envelope_fn = lambda x: _bregman_moreau(g, phi, x, lam)  # noqa: E731
+        _, phi = resolve(target)
         x = state.position
-        dual = phi.grad(x) + gamma * (state.logdensity_grad - envelope_fn(x)[1])
-        keys = jax.random.split(key, inner_steps)
+        dual = phi.grad(x) + gamma * (state.logdensity_grad - state.envelope_grad)
         if inner_steps == 1:
-            noise = jax.random.normal(keys[0], x.shape, x.dtype)
+            noise = jax.random.normal(key, x.shape, x.dtype)
             dual = dual + jnp.sqrt(2.0 * gamma) * phi.hessian_sqrt_matvec(x, noise)
         else:
+            keys = jax.random.split(key, inner_steps)
             # Dual diffusion dY = sqrt(2) S(grad phi*(Y)) dB over time gamma, Euler-Maruyama.
             def substep(y: Array, sub_key: Array) -> tuple[Array, None]:
                 noise = jax.random.normal(sub_key, x.shape, x.dtype)
                 return y + jnp.sqrt(2.0 * gamma / inner_steps) * phi.hessian_sqrt_matvec(phi.grad_conj(y), noise), None
 
             dual, _ = jax.lax.scan(substep, dual, keys)
-        return _mirror_step(target, phi, state, dual, envelope_fn)
+        return _mirror_step(target, phi, state, dual, envelope_fn(target))
 
     params = {"step_size": gamma, "smoothing": lam, "mirror": _mirror_name(mirror)}
     if name == "bmmla":
