@@ -26,6 +26,8 @@ whose every step draws a fresh, independent batch (one sample per particle);
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import json
 import math
 import warnings
@@ -168,6 +170,16 @@ def _check_samples(samples: Any, dim: int) -> Optional[Array]:
     return samples
 
 
+@dataclasses.dataclass(frozen=True)
+class _ConstantWeight:
+    """A constant ML weight (hashable, so the trainer cache can reuse compiled runs)."""
+
+    beta: float
+
+    def __call__(self, step: Array) -> Array:
+        return jnp.asarray(self.beta)
+
+
 def _ml_schedule(ml_weight: MLWeight, has_samples: bool) -> tuple[Callable[[Array], Array], Any]:
     if callable(ml_weight):
         if not has_samples:
@@ -184,7 +196,7 @@ def _ml_schedule(ml_weight: MLWeight, has_samples: bool) -> tuple[Callable[[Arra
             f"ml_weight={beta} asks for maximum likelihood but samples=None; pass samples= "
             "(an (n, dim) array of target draws) or set ml_weight=0."
         )
-    return (lambda step: jnp.asarray(beta)), beta
+    return _ConstantWeight(beta), beta
 
 
 def _check_optimizer(optimizer: Any, learning_rate: Optional[float]) -> tuple[optax.GradientTransformation, Any]:
@@ -214,7 +226,10 @@ def _losses(params, static, target, key, data, batch_size, beta):
     return beta * nll + (1.0 - beta) * kl, (kl, nll)
 
 
+@functools.lru_cache(maxsize=16)
 def _make_trainer(static, target, optimizer, batch_size, schedule, chunk):
+    """The jitted runner of ``chunk`` iterations; cached, so retraining the same
+    architecture with the same optimizer and schedule objects does not recompile."""
     grad_fn = jax.value_and_grad(_losses, has_aux=True)
 
     def one_iteration(carry, index):
