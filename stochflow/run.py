@@ -341,25 +341,28 @@ def sample(
     else:
         chunk_draws = max(1, min(num_draws, chunk_size // thin))
     metadata = run_metadata(sampler, target, key, num_particles, num_steps, warmup, thin, dtype)
+    if store is not None:
+        RunStore.check(store, metadata, resume=resume)
+
+    init_key, state_key, warmup_key, sample_key = jax.random.split(key, 4)
+    if init is None:
+        positions = default_init(target, init_key, num_particles)
+    else:
+        positions = check_positions(target, jnp.asarray(init, dtype))
+        if positions.shape[0] != num_particles:
+            raise ValueError(
+                f"init has {positions.shape[0]} particles but num_particles={num_particles}."
+            )
+    start_logdensity = _check_start(target, positions)
+    state = _strongly_typed(sampler.init(target, positions, state_key))
     if store is None:
         sink = _MemorySink(metadata, target.constrain)
     else:
-        sink = RunStore.open(store, metadata, resume=resume, chunk_draws=chunk_draws, constrain=target.constrain)
-
+        sink = RunStore.open(store, metadata, resume=resume, chunk_draws=chunk_draws,
+                             start_positions=positions, start_logdensity=start_logdensity,
+                             constrain=target.constrain)
     try:
-        init_key, state_key, warmup_key, sample_key = jax.random.split(key, 4)
-        if init is None:
-            positions = default_init(target, init_key, num_particles)
-        else:
-            positions = check_positions(target, jnp.asarray(init, dtype))
-            if positions.shape[0] != num_particles:
-                raise ValueError(
-                    f"init has {positions.shape[0]} particles but num_particles={num_particles}."
-                )
-        start_logdensity = _check_start(target, positions)
-        state = _strongly_typed(sampler.init(target, positions, state_key))
         if store is not None:
-            sink.check_start(positions, start_logdensity)
             state = sink.restore_state(state)
             sink.prepare()
         done = sink.progress
@@ -368,20 +371,7 @@ def sample(
         bar.set_postfix(divergent=done.num_divergent, warmup_divergent=done.num_divergent_warmup, refresh=False)
         try:
             state, done = _run_warmup(sampler, target, state, warmup_key, warmup, chunk_size, bar, sink, done)
-            run_chunk = _make_phase(sampler.step, target, thin, chunk_draws, record=True)
-            for first in range(done.draws_done, num_draws, chunk_draws):
-                num_valid = min(chunk_draws, num_draws - first)
-                state, counts, (draws, stats) = run_chunk(state, sample_key, first, num_valid)
-                sink.append(
-                    np.swapaxes(np.asarray(draws)[:num_valid], 0, 1),
-                    {k: np.swapaxes(np.asarray(v)[:num_valid], 0, 1) for k, v in stats.items()},
-                    first,
-                )
-                divergent = int(np.asarray(counts[0], dtype=np.int64).sum())
-                done = done._replace(draws_done=first + num_valid, num_divergent=done.num_divergent + divergent)
-                sink.commit(done, state)
-                bar.update(num_valid * thin)
-                bar.set_postfix(divergent=done.num_divergent, refresh=False)
+            done = _run_sampling(sampler, target, state, sample_key, thin, chunk_draws, num_draws, bar, sink, done)
         finally:
             bar.close()
     except BaseException:
@@ -430,3 +420,22 @@ def _run_warmup(sampler, target, state, key, warmup, chunk_size, bar, sink, done
         state = sampler.end_warmup(state)
     sink.commit(done, state)
     return state, done
+
+
+def _run_sampling(sampler, target, state, key, thin, chunk_draws, num_draws, bar, sink, done: Progress) -> Progress:
+    """Run the draws not yet done, chunk by chunk: each chunk goes to the sink, then a commit."""
+    run_chunk = _make_phase(sampler.step, target, thin, chunk_draws, record=True)
+    for first in range(done.draws_done, num_draws, chunk_draws):
+        num_valid = min(chunk_draws, num_draws - first)
+        state, counts, (draws, stats) = run_chunk(state, key, first, num_valid)
+        sink.append(
+            np.swapaxes(np.asarray(draws)[:num_valid], 0, 1),
+            {name: np.swapaxes(np.asarray(values)[:num_valid], 0, 1) for name, values in stats.items()},
+            first,
+        )
+        divergent = int(np.asarray(counts[0], dtype=np.int64).sum())
+        done = done._replace(draws_done=first + num_valid, num_divergent=done.num_divergent + divergent)
+        sink.commit(done, state)
+        bar.update(num_valid * thin)
+        bar.set_postfix(divergent=done.num_divergent, refresh=False)
+    return done

@@ -488,48 +488,72 @@ class RunStore:
     # -- opening ---------------------------------------------------------
 
     @classmethod
+    def check(cls, path: PathLike, metadata: dict, *, resume: bool) -> None:
+        """Refuse, touching nothing: a path whose directory is missing, an existing
+        path without ``resume=True``, a path that is not a stochflow run store, and
+        a store of another run (any of :data:`RUN_IDENTITY` differs)."""
+        path = pathlib.Path(path)
+        if not path.parent.is_dir():
+            raise FileNotFoundError(
+                f"store={str(path)!r}: the directory {str(path.parent)!r} does not exist; create it first."
+            )
+        if not path.exists():
+            return
+        if not resume:
+            raise FileExistsError(
+                f"store={str(path)!r} already exists. Pass resume=True to continue that run, "
+                "or choose a new path (an existing store is never overwritten)."
+            )
+        cls._check_same_run(path, cls._stored_metadata(path), _jsonable(metadata))
+
+    @staticmethod
+    def _stored_metadata(path: pathlib.Path) -> dict:
+        checkpoint = _read_checkpoint(path / RUN_DIR / "checkpoint.npz")
+        if checkpoint is not None:
+            return checkpoint[0]["metadata"]
+        if (path / RUN_DIR / "metadata.json").exists():
+            return json.loads((path / RUN_DIR / "metadata.json").read_text())
+        raise ValueError(f"store={str(path)!r} exists but is not a stochflow run store; choose another path.")
+
+    @classmethod
     def open(cls, path: PathLike, metadata: dict, *, resume: bool, chunk_draws: int,
+             start_positions: np.ndarray, start_logdensity: np.ndarray,
              constrain: Optional[Callable] = None) -> "RunStore":
         """Create a new store at ``path``, or (``resume=True``) reopen the store of this
-        run there. Refuses, before any work: a path whose directory is missing, an
-        existing path without ``resume=True``, a path that is not a stochflow run
-        store, and a store of another run (any of :data:`RUN_IDENTITY` differs).
+        run there, after the refusals of :meth:`check` and :meth:`check_start`.
         ``resume=True`` where nothing exists starts a fresh store."""
         import zarr
 
         path = pathlib.Path(path)
         metadata = _jsonable(metadata)
-        if not path.parent.is_dir():
-            raise FileNotFoundError(
-                f"store={str(path)!r}: the directory {str(path.parent)!r} does not exist; create it first."
-            )
+        cls.check(path, metadata, resume=resume)
         run_dir = path / RUN_DIR
         if path.exists():
-            if not resume:
-                raise FileExistsError(
-                    f"store={str(path)!r} already exists. Pass resume=True to continue that run, "
-                    "or choose a new path (an existing store is never overwritten)."
-                )
-            if not (run_dir / "start.npz").exists():
-                raise ValueError(f"store={str(path)!r} exists but is not a stochflow run store; choose another path.")
             lock = cls._acquire_lock(path)
             checkpoint = _read_checkpoint(run_dir / "checkpoint.npz")
             record, leaves = checkpoint if checkpoint is not None else (None, None)
-            stored = record["metadata"] if record is not None else json.loads(
-                (run_dir / "metadata.json").read_text())
-            cls._check_same_run(path, stored, metadata)
-            return cls(path, stored, chunk_draws, constrain, lock, record, leaves)
-        root = zarr.open_group(str(path), mode="w-")
-        run_dir.mkdir()
-        lock = cls._acquire_lock(path)
-        attrs = _attrs(metadata, 0, 0)
-        root.attrs.update(attrs)
-        for group in ("posterior", "sample_stats"):  # empty until the first chunk
-            node = root.create_group(group, attributes=attrs)
-            node.create_array("chain", data=np.arange(metadata["num_particles"]), dimension_names=("chain",))
-        _consolidate(path)
-        _atomic_write(run_dir / "metadata.json", lambda f: f.write(json.dumps(metadata).encode()))
-        return cls(path, metadata, chunk_draws, constrain, lock, None, None)
+            stored = cls._stored_metadata(path)
+            store = cls(path, stored, chunk_draws, constrain, lock, record, leaves)
+        else:
+            # The record that makes this a run store comes first, the zarr layout after it.
+            run_dir.mkdir(parents=True)
+            lock = cls._acquire_lock(path)
+            _atomic_write(run_dir / "metadata.json", lambda f: f.write(json.dumps(metadata).encode()))
+            root = zarr.open_group(str(path), mode="a")
+            attrs = _attrs(metadata, 0, 0)
+            root.attrs.update(attrs)
+            for group in ("posterior", "sample_stats"):  # empty until the first chunk
+                node = root.create_group(group, attributes=attrs)
+                node.create_array("chain", data=np.arange(metadata["num_particles"]), dimension_names=("chain",))
+            _consolidate(path)
+            store = cls(path, metadata, chunk_draws, constrain, lock, None, None)
+        try:
+            cls._check_same_run(path, store.metadata, metadata)  # again, now that the lock is held
+            store.check_start(start_positions, start_logdensity)
+        except BaseException:
+            store.close()
+            raise
+        return store
 
     @staticmethod
     def _acquire_lock(path: pathlib.Path) -> Any:
@@ -559,7 +583,7 @@ class RunStore:
                     RuntimeWarning, stacklevel=3,
                 )
 
-    def check_start(self, positions: np.ndarray, logdensity: np.ndarray) -> None:
+    def check_start(self, positions: Any, logdensity: Any) -> None:
         """Record the run's start (new store) or check it is the stored run's start.
 
         The starting positions and the log-density there identify the run's

@@ -13,12 +13,13 @@ import json
 from typing import Any, Callable, Optional
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 __all__ = ["Trace", "run_metadata"]
 
 
-def run_metadata(sampler, target, key, num_particles, num_steps, warmup, thin, dtype) -> dict[str, Any]:
+def run_metadata(sampler, target, key, num_particles, num_steps, warmup, thin, dtype=None) -> dict[str, Any]:
     """What a trace records of its run: enough to tell two runs apart and to redo one.
 
     The values are plain JSON (tuples and arrays among the hyperparameters
@@ -31,7 +32,7 @@ def run_metadata(sampler, target, key, num_particles, num_steps, warmup, thin, d
         "sampler_params": dict(sampler.params),
         "target": target.name,
         "dim": target.dim,
-        "dtype": np.dtype(dtype).name,
+        "dtype": np.dtype(jnp.zeros(()).dtype if dtype is None else dtype).name,
         "num_particles": int(num_particles),
         "num_steps": int(num_steps),
         "warmup": int(warmup),

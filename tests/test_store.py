@@ -234,6 +234,11 @@ def test_bad_store_settings_fail_before_compiling(tmp_path):
             sf.sample(sf.ula(0.1), target, jax.random.key(0), **dict(settings, **overrides))
     assert logdensity.traces == traced_by_validation  # nothing was traced or compiled
     assert not (tmp_path / "missing").exists()
+    # A start refused by the target leaves no store behind (the path stays free for the fixed run).
+    fresh = tmp_path / "fresh.zarr"
+    with pytest.raises(ValueError, match="log-density is not finite"):
+        sf.sample(sf.mala(0.8), store_child.TARGET, jax.random.key(0), store=fresh, **dict(SMALL, init=jnp.full((3, 5), 2.0)))
+    assert not fresh.exists()
 
 
 def test_one_store_one_writer(tmp_path, reference):
@@ -243,7 +248,8 @@ def test_one_store_one_writer(tmp_path, reference):
     def second_writer(self, progress, state):
         crash_at_commit_calls.append(progress)
         with pytest.raises(RuntimeError, match="being written by another process"):
-            RunStore.open(store, self.metadata, resume=True, chunk_draws=20)
+            RunStore.open(store, self.metadata, resume=True, chunk_draws=20,
+                          start_positions=SMALL["init"], start_logdensity=np.zeros(3))
         raise Crash
 
     original = RunStore.commit
