@@ -122,26 +122,56 @@ def test_the_store_opens_while_the_run_goes_on(tmp_path, reference, monkeypatch)
     assert seen == [0, 0, 0] + list(range(10, NUM_DRAWS + 1, 10))
 
 
-@pytest.mark.parametrize("crash_at", [2, 5], ids=["in-warmup", "in-sampling"])
-def test_resume_after_a_crash_is_the_uninterrupted_run(tmp_path, reference, monkeypatch, capsys, crash_at):
+# Commits: warmup after 20 and 40 steps, end of warmup (50), then one per chunk of 10 draws.
+# crash_at: (draws committed, steps committed, chunk_size of the resumed run).
+CRASHES = {
+    "before-any-commit": (1, 0, 0, 20),
+    "in-warmup": (2, 0, 20, 20),
+    "in-sampling": (5, 10, 50 + 10 * 2, 20),
+    "in-sampling-resumed-with-other-chunks": (5, 10, 50 + 10 * 2, 14),
+}
+
+
+@pytest.mark.parametrize("crash", CRASHES)
+def test_resume_after_a_crash_is_the_uninterrupted_run(tmp_path, reference, monkeypatch, capsys, crash):
+    crash_at, committed_draws, committed_steps, resume_chunk_size = CRASHES[crash]
     store = tmp_path / "run.zarr"
     crash_at_commit(monkeypatch, crash_at)
     with pytest.raises(Crash):
         run(store)
     monkeypatch.undo()
     partial = sf.load(store)
-    # Commits: warmup 20, warmup 40, end of warmup (50), then 10 draws per chunk.
-    committed = {2: 0, 5: 10}[crash_at]
-    assert partial.num_draws == committed
+    assert partial.num_draws == committed_draws
     if crash_at == 5:  # the torn chunk (draws 10..19) is on disk, past the commit
         assert xr.open_zarr(store, group="posterior", consolidated=False).sizes["draw"] == 20
-    resumed = run(store, resume=True, progress=True)
+    capsys.readouterr()
+    resumed = run(store, resume=True, progress=True, chunk_size=resume_chunk_size)
     assert_same_run(resumed, reference)
     assert_same_run(sf.load(store), reference)
     # The progress bar starts where the committed run stopped (warmup steps, then draws * thin).
-    done_steps = {2: 20, 5: 50 + committed * 2}[crash_at]
     first_bar = re.search(r"(\d+)/(\d+)", capsys.readouterr().err)
-    assert first_bar.groups() == (str(done_steps), str(TOTAL_STEPS))
+    assert first_bar.groups() == (str(committed_steps), str(TOTAL_STEPS))
+
+
+def test_a_sampler_state_with_a_prng_key_survives_a_commit(tmp_path):
+    """States may carry typed PRNG keys (stored as key data, restored with their impl)."""
+    state = {"key": jax.random.split(jax.random.key(4), 3), "x": jnp.arange(6.0).reshape(3, 2),
+             "count": jnp.array([1, 2, 3])}
+    metadata = dict(num_particles=3, sampler="test", key=[0, 4])
+    store = RunStore.open(tmp_path / "run.zarr", metadata, resume=False, chunk_draws=5,
+                          start_positions=np.zeros((3, 2)), start_logdensity=np.zeros(3))
+    store.commit(store.progress._replace(warmup_done=7), state)
+    store.close()
+    reopened = RunStore.open(tmp_path / "run.zarr", metadata, resume=True, chunk_draws=5,
+                             start_positions=np.zeros((3, 2)), start_logdensity=np.zeros(3))
+    fresh = {"key": jax.random.split(jax.random.key(0), 3), "x": jnp.zeros((3, 2)), "count": jnp.zeros(3, int)}
+    restored = reopened.restore_state(fresh)
+    reopened.close()
+    assert reopened.progress.warmup_done == 7
+    np.testing.assert_array_equal(jax.random.key_data(restored["key"]), jax.random.key_data(state["key"]))
+    assert jax.random.key_impl(restored["key"]) == jax.random.key_impl(state["key"])
+    np.testing.assert_array_equal(restored["x"], state["x"])
+    np.testing.assert_array_equal(restored["count"], state["count"])
 
 
 def test_resume_with_no_store_starts_fresh(tmp_path, reference):
