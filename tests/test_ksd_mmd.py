@@ -39,8 +39,7 @@ def gaussian_score(mean):
     return lambda x: -(x - mean)
 
 
-@pytest.mark.parametrize("kernel,h", [("imq", 1.0), ("imq", 0.7), ("rbf", 1.3)])
-@pytest.mark.parametrize("statistic", ["u", "v"])
+@pytest.mark.parametrize("kernel,h,statistic", [("imq", 1.0, "u"), ("imq", 0.7, "v"), ("rbf", 1.3, "u"), ("rbf", 0.9, "v")])
 def test_ksd_matches_brute_force(kernel, h, statistic):
     x = jax.random.normal(jax.random.key(0), (23, 3)) * 1.5 + 0.3
     score = lambda z: -z / 2.0 + jnp.sin(z)  # a non-Gaussian score: every term matters
@@ -51,7 +50,7 @@ def test_ksd_matches_brute_force(kernel, h, statistic):
     else:
         expected = pairs.mean()
     # Block sizes that do and do not divide n, and one block.
-    for block in (4, 7, 23):
+    for block in (7, 23):
         got = ksd(x, score, kernel, statistic=statistic, bandwidth=h, block_size=block)
         assert float(got) == pytest.approx(expected, rel=1e-4, abs=1e-5)
 
@@ -98,8 +97,7 @@ def test_ksd_u_statistic_is_unbiased_on_exact_draws_and_detects_a_shift():
     assert 0 <= v_exact < v_shift
 
 
-@pytest.mark.parametrize("kernel", ["rbf", "imq"])
-@pytest.mark.parametrize("statistic", ["u", "v"])
+@pytest.mark.parametrize("kernel,statistic", [("rbf", "u"), ("imq", "v")])
 def test_mmd_matches_brute_force(kernel, statistic):
     x = jax.random.normal(jax.random.key(4), (19, 3))
     y = jax.random.normal(jax.random.key(5), (13, 3)) + 0.4

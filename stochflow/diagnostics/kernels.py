@@ -282,11 +282,16 @@ def _vmapped(fn: Callable[[Array], Array], points: Array) -> Array:
     return jax.vmap(fn)(points)
 
 
+@functools.partial(jax.jit, static_argnums=0)
+def _vmapped_grad(logdensity: Callable[[Array], Array], points: Array) -> Array:
+    return jax.vmap(jax.grad(logdensity))(points)
+
+
 def _scores_of(score_fn: Any, samples: Array) -> Array:
     if hasattr(score_fn, "logdensity") and hasattr(score_fn, "dim"):  # a stochflow Target
         if score_fn.dim != samples.shape[1]:
             raise ValueError(f"samples have dimension {samples.shape[1]} but the target has dim {score_fn.dim}.")
-        return _vmapped(jax.grad(score_fn.logdensity), samples)
+        return _vmapped_grad(score_fn.logdensity, samples)
     if callable(score_fn):
         probe = jax.eval_shape(score_fn, jax.ShapeDtypeStruct(samples.shape[1:], samples.dtype))
         if getattr(probe, "shape", None) != samples.shape[1:]:
