@@ -244,10 +244,11 @@ def _from_csv(path: pathlib.Path) -> Trace:
                  constrained=variables or None)
 
 
-class StoredArray:
+class StoredArray(np.lib.mixins.NDArrayOperatorsMixin):
     """A read-only array backed by a zarr array, holding its first ``num_draws`` draws
     (axis 1). Integers and forward slices read only that part from disk; other
-    indices (lists, negative steps) and ``np.asarray`` read it all."""
+    indices (lists, negative steps), ``np.asarray``, arithmetic, NumPy functions
+    and ndarray methods (``.mean(axis=1)``, ``.reshape``...) read it all."""
 
     def __init__(self, array: Any, num_draws: int):
         self._array = array
@@ -268,6 +269,15 @@ class StoredArray:
     def __array__(self, dtype=None, copy=None) -> np.ndarray:
         values = np.asarray(self._array[:, : self.shape[1]])
         return values if dtype is None else values.astype(dtype)
+
+    def __array_ufunc__(self, ufunc: Any, method: str, *inputs: Any, **kwargs: Any) -> Any:
+        loaded = [np.asarray(x) if isinstance(x, StoredArray) else x for x in inputs]
+        return getattr(ufunc, method)(*loaded, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(np.asarray(self), name)
 
     def __getitem__(self, index: Any) -> np.ndarray:
         index = index if isinstance(index, tuple) else (index,)

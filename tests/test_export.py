@@ -103,6 +103,14 @@ def test_lazy_load_reads_what_is_sliced(tmp_path, trace):
                   np.s_[[0, 2], 5], np.s_[1, ..., 1:3]]:
         np.testing.assert_array_equal(lazy.positions[index], trace.positions[index], err_msg=str(index))
     np.testing.assert_array_equal(np.asarray(lazy.stats["diverging"]), trace.stats["diverging"])
+    # Used like an array, it loads: methods, arithmetic, NumPy and JAX functions. (Reductions
+    # compare against a C-ordered copy: the summation order follows the memory layout.)
+    contiguous = np.ascontiguousarray(trace.positions)
+    np.testing.assert_array_equal(lazy.positions.mean(axis=1), contiguous.mean(axis=1))
+    np.testing.assert_array_equal(np.std(lazy.positions, axis=(0, 1)), np.std(contiguous, axis=(0, 1)))
+    np.testing.assert_array_equal(2 * lazy.positions - 1, 2 * trace.positions - 1)
+    np.testing.assert_array_equal(lazy.positions > 0, trace.positions > 0)
+    np.testing.assert_array_equal(jnp.asarray(lazy.positions), trace.positions)
     assert lazy.metadata == trace.metadata and lazy.n_grad_total == trace.n_grad_total
     # A view of the first 7 draws of a longer array (what a store with a torn chunk has).
     array = zarr.create_array(store=str(tmp_path / "raw.zarr"), shape=(2, 10, 3), dtype="float32")
