@@ -3,62 +3,124 @@
 from __future__ import annotations
 
 import argparse
+import datetime
+import os
 import pathlib
 import platform
 import sys
 import time
 from typing import Optional, Sequence
 
-from .. import models
+from .. import __version__, models
 from .harness import check_names, run_grid
-from .report import markdown_report, write_csv
-from .specs import SAMPLERS
+from .report import FLOOR, markdown_report, plot_curves, plot_samples, write_csv
+from .specs import MISSING, SAMPLERS, describe
 
-QUICK_TARGETS = ["gaussian-aniso", "llp-gmm5"]
-QUICK_BUDGETS = [20_000]
-FULL_BUDGETS = [5_000, 20_000, 100_000]
+# --quick covers every sampler: the smooth ones on the 40-mode GMM and the 10-d mixture,
+# MYULA/MYMALA on a nonsmooth target, MLA on the simplex, BMUMLA/BMMLA on a nonsmooth
+# target on the simplex.
+QUICK_TARGETS = ["gmm40", "mixture-10d", "laplace-gmm2", "dirichlet", "dirichlet-tilted"]
+QUICK_BUDGETS = [1_000]
+QUICK_PARTICLES = 128
+FULL_TARGETS = ["gmm40", "ring-gmm8", "grid-gmm9", "mixture-10d", "mixture-32d", "mixture-100d", "many-well",
+                "double-well", "funnel", "banana", "gaussian-aniso", "laplace-gmm2", "laplace-mixture5",
+                "bayesian-lasso", "truncated-laplace", "dirichlet", "dirichlet-tilted"]
+FULL_BUDGETS = [1_000, 4_000]
+FULL_PARTICLES = 256
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="stochflow", description="stochflow command line")
     commands = parser.add_subparsers(dest="command", required=True)
     bench = commands.add_parser("bench", help="run samplers on benchmark targets at equal gradient budgets")
-    bench.add_argument("--quick", action="store_true", help="a small grid that runs in about a minute")
+    bench.add_argument("--quick", action="store_true",
+                       help=f"a small grid (targets {', '.join(QUICK_TARGETS)}; budget {QUICK_BUDGETS[0]}) in < 3 min")
     bench.add_argument("--samplers", nargs="+", help=f"default: all ({', '.join(SAMPLERS)})")
-    bench.add_argument("--targets", nargs="+", help=f"default: all ({', '.join(models.names())})")
-    bench.add_argument("--budget", nargs="+", type=int, help="gradient evaluations per chain")
-    bench.add_argument("--seeds", type=int, default=None, help="seeds per cell (default 1 quick, 3 full)")
-    bench.add_argument("--chains", type=int, default=4, help="chains per run")
-    bench.add_argument("--out", default="bench-out", help="directory for report.md and results.csv")
+    bench.add_argument("--targets", nargs="+", help=f"default: {', '.join(FULL_TARGETS)}; all: {', '.join(models.names())}")
+    bench.add_argument("--budget", nargs="+", type=int, help="gradient evaluations per particle (several allowed)")
+    bench.add_argument("--seeds", type=int, default=None, help="seeds per cell (default 1 quick, 2 full)")
+    bench.add_argument("--particles", type=int, default=None,
+                       help=f"particles / chains per run (default {QUICK_PARTICLES} quick, {FULL_PARTICLES} full)")
+    bench.add_argument("--out", default="bench-out", help="directory for report.md, results.csv, plots and the cache")
+    bench.add_argument("--no-cache", action="store_true", help="rerun every cell even if cached")
+    bench.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     bench.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     return parser
 
 
+def _header(args, command: str, elapsed: float, targets, budgets, seeds, particles, cached: int, total: int) -> str:
+    machine = f"{platform.machine()}, {os.cpu_count()} CPU core(s), Python {platform.python_version()}"
+    lines = [
+        "# stochflow benchmark",
+        "",
+        f"`{command}` — stochflow {__version__}, {machine}, "
+        f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC; {elapsed:.0f} s "
+        f"({total - cached} runs, {cached} reused from the cache).",
+        "",
+        f"Each run: N = {particles} particles, the budget is gradient evaluations per particle "
+        f"({', '.join(map(str, budgets))}), {len(seeds)} seed(s). The sample judged is the N particles' final "
+        "positions; W2 (exact OT), energy distance, MMD (RBF, median bandwidth) and KSD (IMQ) compare it with N "
+        "exact samples; moment errors use the exact moments; mode TV / EMC / modes hit use the exact mode "
+        "weights; ESS is over each chain's recorded trajectory. The *exact (floor)* row is N fresh exact "
+        "samples: a perfect sampler's score at this N. Bold: best in its column (lower is better except "
+        "modes hit and ESS). mean ± sd over seeds.",
+        "",
+        "| sampler | applies to | hyperparameters (see `stochflow/benchmarks/specs.py`) |",
+        "|---|---|---|",
+        *[f"| {name} | {applies} | {rule} |" for name, applies, rule in describe()],
+        "",
+    ]
+    if MISSING:
+        lines += [f"Samplers with a row in the table but not in this version: {', '.join(MISSING)}.", ""]
+    return "\n".join(lines)
+
+
 def bench(args: argparse.Namespace) -> int:
     samplers = check_names(args.samplers, SAMPLERS, "sampler")
-    targets = check_names(args.targets or (QUICK_TARGETS if args.quick else None), models.names(), "target")
+    targets = check_names(args.targets or (QUICK_TARGETS if args.quick else FULL_TARGETS), models.names(), "target")
     budgets = args.budget or (QUICK_BUDGETS if args.quick else FULL_BUDGETS)
     if any(b < 10 for b in budgets):
-        raise ValueError("--budget must be at least 10 gradient evaluations per chain.")
-    seeds = range(args.seeds or (1 if args.quick else 3))
+        raise ValueError("--budget must be at least 10 gradient evaluations per particle.")
+    seeds = list(range(args.seeds or (1 if args.quick else 2)))
+    particles = args.particles or (QUICK_PARTICLES if args.quick else FULL_PARTICLES)
+    if particles < 8:
+        raise ValueError("--particles must be at least 8.")
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
 
     start = time.perf_counter()
-    rows = run_grid(samplers, targets, budgets, seeds, progress=not args.no_progress, num_chains=args.chains)
+    rows, finals, skipped = run_grid(samplers, targets, budgets, seeds, progress=not args.no_progress,
+                                     num_particles=particles, cache=None if args.no_cache else out / "cache")
     elapsed = time.perf_counter() - start
+    cached = sum(bool(r.pop("cached", False)) for r in rows)
     command = "stochflow " + " ".join(sys.argv[1:]) if sys.argv[0].endswith("stochflow") else "stochflow bench"
-    header = (
-        f"# stochflow benchmark\n\n`{command}` on {platform.machine()} "
-        f"({platform.python_version()}, {len(list(seeds))} seed(s)), {elapsed:.0f} s in all.\n"
-        "Errors use the targets' exact moments; bold marks the best value of a column.\n\n"
-    )
-    report = header + markdown_report(rows)
+    report = _header(args, command, elapsed, targets, budgets, seeds, particles, cached, len(rows))
+    report += "\n" + markdown_report(rows, skipped)
     write_csv(rows, out / "results.csv")
+    if not args.no_plots:
+        plots = _plots(rows, finals, targets, out, max(budgets))
+        report += "\n## Plots\n\n" + "\n".join(f"![{p.stem}]({p.name})" for p in plots) + "\n"
     (out / "report.md").write_text(report)
     print(report)
-    print(f"wrote {out / 'report.md'} and {out / 'results.csv'}")
+    print(f"wrote {out / 'report.md'}, {out / 'results.csv'} and plots in {out}")
     return 0
+
+
+def _plots(rows, finals, targets, out: pathlib.Path, budget: int) -> list[pathlib.Path]:
+    written = []
+    for target_name in targets:
+        target = models.get(target_name)
+        if target.dim == 2:
+            panels = {FLOOR: finals[(target_name, FLOOR)]}
+            panels.update({s: x for (t, s), x in finals.items() if t == target_name and s != FLOOR})
+            path = out / f"samples-{target_name}.png"
+            plot_samples(target, panels, path, f"{target_name}: final particles at budget {budget} (seed 0)")
+            written.append(path)
+        path = out / f"curves-{target_name}.png"
+        plot_curves(rows, target_name, path)
+        if path.exists():
+            written.append(path)
+    return written
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -1,68 +1,284 @@
 """Run samplers on targets at equal gradient budgets and measure sample quality.
 
-A run gives each chain the same number of gradient evaluations (``budget``);
-a fifth of it is warmup (adaptation for MALA, burn-in for the others), the
-rest is recorded. Metrics use the exact moments of the target:
+One cell of the grid is (sampler, target, budget, seed). ``budget`` is the
+number of gradient (or density) evaluations per particle; ``num_particles``
+particles run side by side (independent chains, or one interacting/transported
+set). The sample a cell is judged on is the particles' positions at the end of
+the run — N points whatever the method — and every metric is also computed for
+N fresh exact samples (the floor row: what a perfect sampler scores at this N).
 
-* ``mean_err``: ``max_i |mean_i - true_i| / sd_i`` (in standard deviations);
-* ``cov_err``: ``||C - C_true||_F / ||C_true||_F``;
-* ``ess_per_1k``: the smallest bulk ESS over coordinates (ArviZ, all chains)
-  per 1000 gradient evaluations of the whole run, warmup included;
-* ``wall_s``: wall time of ``sf.sample``, JIT compilation included.
+How each kind of sampler spends the budget (``SamplerSpec.kind``):
+
+* ``chain`` — ``budget // grads_per_step`` steps, the first fifth warmup
+  (step-size adaptation where the method has one); the recorded part is
+  thinned to at most 200 draws per chain for ESS.
+* ``nuts`` — a transition's cost varies. A pilot run with the same key (so the
+  same warmup, bit for bit) measures the warmup's cost and the mean cost of a
+  transition after it; the real run then takes as many transitions as the rest
+  of the budget pays for. The reported ``n_grad`` is the real run's count.
+* ``transport`` (rdMC) — the schedule fitted to the budget by the spec.
+* ``flow`` (SNF) — trained, then N samples drawn once. Training gradients are
+  shared by all N outputs, so ``n_grad`` per particle = per-path cost +
+  (training iterations x batch x per-path cost) / N; the number of training
+  iterations is what makes this equal the budget.
+
+Metrics (see :mod:`stochflow.diagnostics.metrics`): moment errors against the
+exact moments; W2 (exact OT), energy distance, MMD (RBF, median bandwidth) and
+KSD (IMQ; smooth targets) against a reference batch of N exact samples drawn
+with the seed; mode-weight TV, entropic mode coverage and modes visited for
+targets with modes; ESS per 1000 gradients (chains); |log Z estimate - log Z|
+for SNF (importance weights).
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import json
+import math
+import pathlib
 import time
+import warnings
 from typing import Iterable, Optional
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
-from ..diagnostics import ess
-from ..models import get as get_target
+import stochflow
+
+from ..diagnostics import metrics
+from ..models import get as _build_target
 from ..run import sample
-from .specs import SAMPLERS
+from .specs import SAMPLERS, SamplerSpec, start_positions, target_scales
 
-__all__ = ["moment_errors", "run_one", "run_grid"]
+__all__ = ["moment_errors", "run_one", "run_grid", "floor_row", "check_names", "cell_key", "METRIC_KEYS"]
+
+moment_errors = metrics.moment_errors
+
+WARMUP_FRACTION = 5  # a fifth of a chain's steps are warmup
+MAX_DRAWS = 200  # recorded draws per chain (for ESS)
+NUTS_PILOT_WARMUP = 100  # NUTS warmup transitions (also those of the pilot)
+CACHE_VERSION = 1  # bump when a metric's definition changes
+
+METRIC_KEYS = ["mean_err", "cov_err", "w2", "energy", "mmd", "ksd", "mode_tv", "emc", "modes_visited",
+               "ess_per_1k", "log_z_err"]
 
 
-def moment_errors(draws: np.ndarray, mean: np.ndarray, cov: np.ndarray) -> dict[str, float]:
-    """Standardised mean error and relative covariance error of ``draws`` (n, d)."""
-    sd = np.sqrt(np.diag(cov))
-    estimate_cov = np.atleast_2d(np.cov(draws, rowvar=False))
-    return {
-        "mean_err": float(np.max(np.abs(draws.mean(0) - mean) / sd)),
-        "cov_err": float(np.linalg.norm(estimate_cov - cov) / np.linalg.norm(cov)),
-    }
+@functools.lru_cache(maxsize=None)
+def get_target(name: str):
+    """One Target instance per name, so jitted programs keyed on it are compiled once per grid."""
+    return _build_target(name)
 
 
-def run_one(sampler_name: str, target_name: str, budget: int, seed: int, num_chains: int = 4) -> dict:
-    """One benchmark cell: a sampler on a target with ``budget`` gradients per chain."""
+@functools.lru_cache(maxsize=None)
+def get_plan(sampler_name: str, target_name: str, budget: int):
+    """One Plan (hence one Sampler object) per cell settings: seeds reuse its compiled programs."""
+    target = get_target(target_name)
+    return SAMPLERS[sampler_name].build(target, target_scales(target, target_name), budget)
+
+
+_moments = jax.jit(metrics.moment_errors)
+_energy = jax.jit(metrics.energy_distance)
+
+
+@jax.jit
+def _mode_metrics(x, target):
+    return metrics.mode_weight_tv(x, target), metrics.mode_coverage(x, target), metrics.modes_visited(x, target)
+
+
+def _kernels():
+    """Issue 5's MMD/KSD if this version has them."""
+    try:
+        from ..diagnostics import kernels
+    except ImportError:  # pragma: no cover - depends on the version
+        return None
+    return kernels if hasattr(kernels, "mmd") and hasattr(kernels, "ksd") else None
+
+
+def quality_metrics(samples: np.ndarray, reference: np.ndarray, target, target_name: str) -> dict:
+    """Every sample-quality metric of ``samples`` (N, d) against the target and a reference batch."""
+    samples = np.asarray(samples, np.float64)
+    finite = np.all(np.isfinite(samples), axis=1)
+    row = {key: float("nan") for key in METRIC_KEYS}
+    row["nonfinite"] = int((~finite).sum())
+    if finite.sum() < 2:
+        return row
+    samples = samples[finite]
+    x = jnp.asarray(samples, jnp.float32)
+    y = jnp.asarray(reference, jnp.float32)
+    row.update({k: float(v) for k, v in _moments(x, jnp.asarray(target.mean), jnp.asarray(target.cov)).items()})
+    row["w2"] = metrics.w2(samples, np.asarray(reference, np.float64)[: len(samples)])
+    row["energy"] = float(_energy(x, y))
+    kernels = _kernels()
+    if kernels is not None:
+        row["mmd"] = math.sqrt(max(float(kernels.mmd(x, y)), 0.0))  # V-statistic, RBF, median bandwidth
+        if target.nonsmooth is None and target.mirror is None:
+            row["ksd"] = math.sqrt(max(float(kernels.ksd(x, target)), 0.0))  # V-statistic, IMQ c=1, beta=-1/2
+    if getattr(target, "modes", None) is not None:
+        row["mode_tv"], row["emc"], row["modes_visited"] = map(float, _mode_metrics(x, target))
+    return row
+
+
+def exact_batch(target, key, n: int) -> np.ndarray:
+    return np.asarray(target.sample(key, n), np.float64)
+
+
+def _keys(seed: int):
+    run_key, reference_key, floor_key = jax.random.split(jax.random.key(seed), 3)
+    return run_key, reference_key, floor_key
+
+
+def _run_chain(spec: SamplerSpec, plan, target, target_name, budget, key, num_particles):
+    steps = max(budget // (plan.grads_per_step or spec.grads_per_step), 2)
+    warmup = steps // WARMUP_FRACTION
+    thin = max(1, (steps - warmup) // MAX_DRAWS)
+    num_steps = max(((steps - warmup) // thin) * thin, 1)
+    init_key, run_key = jax.random.split(key)
+    init = start_positions(target_name, target, init_key, num_particles)
+    trace = sample(plan.sampler, target, run_key, num_particles=num_particles, num_steps=num_steps,
+                   warmup=warmup, thin=thin, init=init, progress=False)
+    return trace, {}
+
+
+def _run_nuts(spec, plan, target, target_name, budget, key, num_particles):
+    init_key, run_key = jax.random.split(key)
+    init = start_positions(target_name, target, init_key, num_particles)
+    kwargs = dict(num_particles=num_particles, warmup=NUTS_PILOT_WARMUP, init=init, progress=False)
+    pilot = sample(plan.sampler, target, run_key, num_steps=10, **kwargs)
+    warmup_cost = pilot.metadata.get("n_grad_warmup", 0) / num_particles
+    per_step = max(float(np.mean(pilot.stats["n_grad"])), 1.0)
+    steps = max(int((budget - warmup_cost) / per_step), 10)
+    thin = max(1, steps // MAX_DRAWS)
+    trace = sample(plan.sampler, target, run_key, num_steps=max((steps // thin) * thin, thin), thin=thin, **kwargs)
+    return trace, {"pilot_grads_per_step": per_step}
+
+
+def _run_transport(spec, plan, target, target_name, budget, key, num_particles):
+    trace = sample(plan.sampler, target, key, num_particles=num_particles, progress=False)
+    return trace, {}
+
+
+def _run_flow(spec, plan, target, target_name, budget, key, num_particles):
+    settings = plan.settings
+    from ..flows import realnvp_snf_layers
+
+    layers = realnvp_snf_layers(num_transforms=settings["num_transforms"], width=settings["width"],
+                                num_steps=settings["num_steps"], step_size=settings["step_size"])
+    first_key, rest_key, sample_key = jax.random.split(key, 3)
+    batch = settings["batch_size"]
+    first_iterations = 10
+    flow = stochflow.fit_snf(target, first_key, layers, num_iterations=first_iterations, batch_size=batch,
+                             learning_rate=settings["learning_rate"], progress=False)
+    probe = sample(stochflow.snf(flow), target, sample_key, num_particles=num_particles, num_steps=1, progress=False)
+    per_path = float(np.mean(probe.stats["n_grad"]))
+    iterations = int((budget - per_path) * num_particles / (batch * per_path)) - first_iterations
+    if iterations > 0:
+        flow = stochflow.fit_snf(target, rest_key, flow, num_iterations=iterations, batch_size=batch,
+                                 learning_rate=settings["learning_rate"], progress=False)
+    trace = sample(stochflow.snf(flow), target, sample_key, num_particles=num_particles, num_steps=1, progress=False)
+    trained = first_iterations + max(iterations, 0)
+    training_per_particle = trained * batch * per_path / num_particles
+    return trace, {"train_iterations": trained, "n_grad_training": training_per_particle}
+
+
+_RUNNERS = {"chain": _run_chain, "nuts": _run_nuts, "transport": _run_transport, "flow": _run_flow}
+
+
+def run_one(
+    sampler_name: str,
+    target_name: str,
+    budget: int,
+    seed: int,
+    num_particles: int = 128,
+    reference: Optional[np.ndarray] = None,
+) -> tuple[dict, np.ndarray]:
+    """One cell: returns (CSV row, final positions (N, d))."""
     spec = SAMPLERS[sampler_name]
     target = get_target(target_name)
-    sampler = spec.build(target)
-    steps = budget // spec.grads_per_step
-    warmup = steps // 5
+    plan = get_plan(sampler_name, target_name, budget)
+    run_key, reference_key, _ = _keys(seed)
+    if reference is None:
+        reference = exact_batch(target, reference_key, num_particles)
     start = time.perf_counter()
-    trace = sample(sampler, target, jax.random.key(seed), num_particles=num_chains,
-                   num_steps=steps - warmup, warmup=warmup, progress=False)
+    with warnings.catch_warnings():  # divergences are counted in the row; the driver's warning would repeat it
+        warnings.simplefilter("ignore", RuntimeWarning)
+        trace, extra = _RUNNERS[spec.kind](spec, plan, target, target_name, budget, run_key, num_particles)
     wall = time.perf_counter() - start
-    draws = trace.positions.reshape(-1, trace.dim)
+    final = np.asarray(trace.positions[:, -1, :], np.float64)
+    n_grad = trace.n_grad_total / num_particles + extra.pop("n_grad_training", 0.0)
     row = {
-        "sampler": sampler_name,
-        "target": target_name,
-        "dim": target.dim,
-        "budget": budget,
-        "seed": seed,
-        "num_chains": num_chains,
-        "n_grad": trace.n_grad_total,
-        **moment_errors(draws, target.mean, target.cov),
-        "ess_per_1k": float(ess(trace.positions).min() / (trace.n_grad_total / 1000.0)),
-        "divergent": trace.num_divergent + trace.num_divergent_warmup,
+        "sampler": sampler_name, "target": target_name, "dim": target.dim, "budget": budget, "seed": seed,
+        "num_particles": num_particles, "n_grad": n_grad,
+        **quality_metrics(final, reference, target, target_name),
+        "divergent": int(trace.num_divergent + trace.num_divergent_warmup),
         "wall_s": wall,
+        "settings": json.dumps({**plan.settings, **extra}, sort_keys=True, default=str),
     }
-    return row
+    if spec.kind in ("chain", "nuts") and trace.num_draws >= 4:
+        with warnings.catch_warnings():  # ArviZ warns when chains outnumber draws; the ESS is still right
+            warnings.simplefilter("ignore", UserWarning)
+            row["ess_per_1k"] = 1000.0 * metrics.ess_per_grad(trace.positions, trace.n_grad_total)
+    if "log_weight" in trace.stats and getattr(target, "log_z", None) is not None:
+        estimate = metrics.log_z_from_log_weights(np.asarray(trace.stats["log_weight"])[:, -1])
+        row["log_z_err"] = float(metrics.log_z_error(estimate, target.log_z))
+    return row, final
+
+
+def floor_row(target_name: str, seed: int, num_particles: int, reference: Optional[np.ndarray] = None) -> tuple[dict, np.ndarray]:
+    """The metrics of N fresh exact samples (what a perfect sampler scores at this N)."""
+    target = get_target(target_name)
+    _, reference_key, floor_key = _keys(seed)
+    if reference is None:
+        reference = exact_batch(target, reference_key, num_particles)
+    fresh = exact_batch(target, floor_key, num_particles)
+    row = {
+        "sampler": "exact (floor)", "target": target_name, "dim": target.dim, "budget": 0, "seed": seed,
+        "num_particles": num_particles, "n_grad": 0.0, **quality_metrics(fresh, reference, target, target_name),
+        "divergent": 0, "wall_s": 0.0, "settings": "{}",
+    }
+    return row, fresh
+
+
+def cell_key(sampler_name: str, target_name: str, budget: int, seed: int, num_particles: int) -> str:
+    """Cache key: sampler, its settings for this target and budget, target, budget, seed, N, version."""
+    if sampler_name == "exact (floor)":
+        settings = {}
+    else:
+        settings = get_plan(sampler_name, target_name, budget).settings
+    blob = json.dumps([sampler_name, settings, target_name, budget, seed, num_particles,
+                       stochflow.__version__, CACHE_VERSION], sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:20]
+
+
+def _cached(cache: Optional[pathlib.Path], key: str):
+    if cache is None:
+        return None
+    row_file, samples_file = cache / f"{key}.json", cache / f"{key}.npy"
+    if row_file.exists() and samples_file.exists():
+        return json.loads(row_file.read_text()), np.load(samples_file)
+    return None
+
+
+def _store(cache: Optional[pathlib.Path], key: str, row: dict, final: np.ndarray) -> None:
+    if cache is None:
+        return
+    cache.mkdir(parents=True, exist_ok=True)
+    np.save(cache / f"{key}.npy", final)
+    (cache / f"{key}.json").write_text(json.dumps(row, default=float))
+
+
+def grid_cells(samplers: Iterable[str], targets: Iterable[str], budgets: Iterable[int], seeds: Iterable[int]):
+    """The (sampler, target, budget, seed) cells where the sampler applies to the target."""
+    cells, skipped = [], {}
+    for target_name in targets:
+        target = get_target(target_name)
+        for sampler_name in samplers:
+            if not SAMPLERS[sampler_name].applies(target):
+                skipped.setdefault(target_name, []).append(sampler_name)
+                continue
+            cells += [(sampler_name, target_name, b, s) for b in budgets for s in seeds]
+    return cells, skipped
 
 
 def run_grid(
@@ -71,18 +287,45 @@ def run_grid(
     budgets: Iterable[int],
     seeds: Iterable[int],
     progress: bool = True,
-    num_chains: int = 4,
-) -> list[dict]:
-    """Every sampler x target x budget x seed cell, in that order."""
+    num_particles: int = 128,
+    cache: Optional[pathlib.Path] = None,
+) -> tuple[list[dict], dict, dict]:
+    """Every applicable cell plus a floor row per (target, seed).
+
+    Returns (rows, final samples of seed 0 at the largest budget keyed by
+    (target, sampler), samplers skipped per target as not applicable).
+    Rows found in ``cache`` (same cell key) are reused, not rerun.
+    """
     from tqdm.auto import tqdm
 
-    cells = [(s, t, b, k) for t in targets for s in samplers for b in budgets for k in seeds]
-    rows = []
-    with tqdm(cells, disable=not progress, desc="bench", unit="run") as bar:
+    samplers, targets, budgets, seeds = list(samplers), list(targets), list(budgets), list(seeds)
+    cells, skipped = grid_cells(samplers, targets, budgets, seeds)
+    floors = [("exact (floor)", t, 0, s) for t in targets for s in seeds]
+    rows, finals = [], {}
+    references: dict[tuple, np.ndarray] = {}
+    with tqdm(floors + cells, disable=not progress, desc="bench", unit="run") as bar:
         for sampler_name, target_name, budget, seed in bar:
-            bar.set_postfix_str(f"{sampler_name} on {target_name}", refresh=True)
-            rows.append(run_one(sampler_name, target_name, budget, seed, num_chains))
-    return rows
+            bar.set_postfix_str(f"{sampler_name} on {target_name} ({budget})", refresh=True)
+            key = cell_key(sampler_name, target_name, budget, seed, num_particles)
+            found = _cached(cache, key)
+            if found is None:
+                if (target_name, seed) not in references:
+                    _, reference_key, _ = _keys(seed)
+                    references[(target_name, seed)] = exact_batch(get_target(target_name), reference_key, num_particles)
+                reference = references[(target_name, seed)]
+                if sampler_name == "exact (floor)":
+                    found = floor_row(target_name, seed, num_particles, reference)
+                else:
+                    found = run_one(sampler_name, target_name, budget, seed, num_particles, reference)
+                _store(cache, key, *found)
+                found[0]["cached"] = False
+            else:
+                found[0]["cached"] = True
+            row, final = found
+            rows.append(row)
+            if seed == seeds[0] and budget in (0, max(budgets)):
+                finals[(target_name, sampler_name)] = final
+    return rows, finals, skipped
 
 
 def check_names(requested: Optional[Iterable[str]], known: Iterable[str], what: str) -> list[str]:
