@@ -125,7 +125,7 @@ def main() -> None:
         reference = target.sample(jax.random.fold_in(target_key, 1), args.particles)
         floor = float(sf.diagnostics.mmd(jnp.asarray(exact), jnp.asarray(reference), statistic="u"))
         print(f"| {target.name} | - | exact vs exact | {float(sf.diagnostics.mode_weight_tv(reference, target)):.3f} "
-              f"| {floor:.4f} | {np.round(np.asarray(target.modes.weights), 2).tolist()} | - |")
+              f"| {floor:.4f} | {[round(float(w), 2) for w in target.modes.weights]} | - |")
         for config_index, config in enumerate(configs):
             run_key = jax.random.fold_in(target_key, 10 + config_index)
             budget = rdmc_cost(config)
@@ -138,7 +138,7 @@ def main() -> None:
                 seconds = time.perf_counter() - start
                 tv, mmd2, weights = metrics(samples, target, exact)
                 print(f"| {target.name} | {n_grad:,.0f} | {name} | {tv:.3f} | {mmd2:.4f} | "
-                      f"{np.round(weights, 2).tolist()} | {seconds:.0f} |", flush=True)
+                      f"{[round(float(w), 2) for w in weights]} | {seconds:.0f} |", flush=True)
                 if target.dim == 2 and config_index == len(configs) - 1:
                     scatter[name] = np.asarray(samples)
         if target.dim == 2:
