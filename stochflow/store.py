@@ -13,9 +13,11 @@ exactly.
 
 The run store is a zarr directory in that layout whose draw dimension grows
 chunk by chunk, plus a folder ``stochflow_run/`` with what a resume needs:
-``start.npz`` (the starting positions and the log-density there, to recognise
-the run) and ``checkpoint.npz`` (how far the run got, its counters and the
-sampler state's leaves). A chunk is committed in three steps: its draws are
+``metadata.json`` (the run's metadata, written first: it makes the folder a
+run store), ``start.npz`` (the starting positions and the log-density there,
+to recognise the run's init and target), ``checkpoint.npz`` (how far the run
+got, its counters and the sampler state's leaves) and ``lock`` (held with
+``flock`` by the one process writing). A chunk is committed in three steps: its draws are
 written, the zarr metadata is consolidated, then ``checkpoint.npz`` is
 replaced atomically (write to a temporary file, fsync, ``os.replace``). Draws
 past the checkpoint's count belong to a chunk that was not committed (a torn
@@ -47,7 +49,6 @@ _FORMAT_VERSION = 1
 # Metadata entries that must agree for a store to be resumed by a run.
 RUN_IDENTITY = ("sampler", "sampler_params", "target", "dim", "dtype", "num_particles",
                 "num_steps", "warmup", "thin", "key")
-_NETCDF_SUFFIXES = (".nc", ".nc4", ".netcdf", ".h5", ".hdf5")
 
 
 def _stats_names() -> dict[str, str]:
@@ -82,26 +83,13 @@ def _variable_dims(name: str, shape: tuple) -> tuple[str, ...]:
     return ("chain", "draw") + tuple(f"{name}_dim_{k}" for k in range(len(shape) - 2))
 
 
-def _dataset(variables: dict[str, np.ndarray], attrs: dict, first_draw: int = 0):
+def _dataset(variables: dict[str, np.ndarray], attrs: dict):
     import xarray as xr
 
     data_vars = {name: (_variable_dims(name, np.shape(v)), np.asarray(v)) for name, v in variables.items()}
-    some = next(iter(variables.values()))
-    num_chains, num_draws = np.shape(some)[:2]
-    coords = {"chain": np.arange(num_chains), "draw": np.arange(first_draw, first_draw + num_draws)}
+    num_chains, num_draws = np.shape(next(iter(variables.values())))[:2]
+    coords = {"chain": np.arange(num_chains), "draw": np.arange(num_draws)}
     return xr.Dataset(data_vars, coords=coords, attrs=attrs)
-
-
-def _groups(positions, stats, constrained, attrs, first_draw: int = 0) -> dict[str, Any]:
-    """The ArviZ groups of a stretch of draws, as xarray Datasets."""
-    stats = {_file_stat_name(name): value for name, value in stats.items()}
-    groups = {"sample_stats": _dataset(stats, attrs, first_draw)}
-    if constrained is None:
-        groups["posterior"] = _dataset({POSITIONS: positions}, attrs, first_draw)
-    else:
-        groups["posterior"] = _dataset(constrained, attrs, first_draw)
-        groups["unconstrained_posterior"] = _dataset({POSITIONS: positions}, attrs, first_draw)
-    return groups
 
 
 def _constrained_draws(trace: Trace) -> Optional[dict[str, np.ndarray]]:
@@ -113,9 +101,15 @@ def _constrained_draws(trace: Trace) -> Optional[dict[str, np.ndarray]]:
 
 
 def _trace_groups(trace: Trace) -> dict[str, Any]:
+    """The trace's ArviZ groups as xarray Datasets."""
     attrs = _attrs(trace.metadata, trace.num_divergent, trace.num_divergent_warmup)
-    stats = {name: np.asarray(value) for name, value in trace.stats.items()}
-    return _groups(np.asarray(trace.positions), stats, _constrained_draws(trace), attrs)
+    stats = {_file_stat_name(name): np.asarray(value) for name, value in trace.stats.items()}
+    positions = {POSITIONS: np.asarray(trace.positions)}
+    constrained = _constrained_draws(trace)
+    groups = {"posterior": _dataset(constrained or positions, attrs), "sample_stats": _dataset(stats, attrs)}
+    if constrained is not None:
+        groups["unconstrained_posterior"] = _dataset(positions, attrs)
+    return groups
 
 
 def _refuse_existing(path: pathlib.Path, overwrite: bool) -> None:
@@ -126,9 +120,12 @@ def _refuse_existing(path: pathlib.Path, overwrite: bool) -> None:
 
 
 def _remove(path: pathlib.Path) -> None:
+    """Remove a file, or a directory only if it is a zarr store (never any other folder)."""
     import shutil
 
     if path.is_dir():
+        if not ((path / "zarr.json").exists() or (path / ".zgroup").exists()):
+            raise ValueError(f"{path} is a directory but not a zarr store; it is not replaced. Choose another path.")
         shutil.rmtree(path)
     elif path.exists():
         path.unlink()

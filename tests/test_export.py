@@ -138,6 +138,11 @@ def test_bad_paths(tmp_path, trace):
         trace.to_netcdf(tmp_path / "missing" / "run.nc")
     with pytest.raises(FileNotFoundError, match="does not exist"):
         trace.to_zarr(tmp_path / "missing" / "run.zarr")
+    folder = tmp_path / "results"
+    (folder / "notes").mkdir(parents=True)
+    with pytest.raises(ValueError, match="is a directory but not a zarr store; it is not replaced"):
+        trace.to_zarr(folder, overwrite=True)
+    assert (folder / "notes").is_dir()
     with pytest.raises(ValueError, match="needs a path ending in .csv"):
         trace.to_csv(tmp_path / "run.txt")
     with pytest.raises(FileNotFoundError, match="does not exist"):
