@@ -314,3 +314,15 @@ def test_bad_input_is_refused_before_compiling():
         sf.sample(svmd(0.1), on_simplex, jax.random.key(0), init=outside, num_steps=2, progress=False)
     with pytest.raises(ValueError, match="needs a mirror map"):
         sf.sample(msvgd(0.1), target, jax.random.key(0), num_particles=4, num_steps=2, progress=False)
+
+
+@pytest.mark.slow
+def test_svgd_runs_20000_particles_in_50d():
+    # Blocked pairwise terms: one (block, n) matrix at a time, never n x n x d (BlackJAX's layout
+    # would need 80 GB here). Two steps must run and move every particle to a finite point.
+    target = sf.Target(lambda x: -0.5 * jnp.sum(x**2), dim=50)
+    init = jax.random.normal(jax.random.key(0), (20_000, 50)) * 2.0
+    trace = sf.sample(svgd(1e-2), target, jax.random.key(1), init=init, num_steps=2, progress=False)
+    assert trace.positions.shape == (20_000, 2, 50)
+    assert np.all(np.isfinite(trace.positions)) and trace.num_divergent == 0
+    assert np.all(trace.positions[:, -1] != init)

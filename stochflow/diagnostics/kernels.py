@@ -328,7 +328,8 @@ def ksd(
     score_fn
         The target's score :math:`\nabla \log p`: a function of one point ``(d,) -> (d,)``, a
         stochflow ``Target`` (its log-density is differentiated), or the ``(n, d)`` array of
-        scores at ``samples`` already computed.
+        scores at ``samples`` already computed. Scores are computed by a program compiled per
+        function object: pass the same function (or target) again to reuse it.
     kernel
         ``"imq"`` (default; Gorham & Mackey 2017 with ``c=1, beta=-1/2, bandwidth=1``) or ``"rbf"``.
     statistic
