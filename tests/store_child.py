@@ -1,8 +1,10 @@
 """A run that tests/test_store.py starts in a subprocess, kills and resumes.
 
-``python store_child.py STORE [--progress]`` runs :data:`SETTINGS` with
-``store=STORE, resume=True`` and prints ``committed <draws>`` after every
-commit, so the parent knows the run is under way before it kills it.
+``python store_child.py STORE [--progress] [--pause]`` runs :data:`SETTINGS`
+with ``store=STORE, resume=True``. It prints ``appended <draws>`` after each
+chunk's draws are written (before they are committed) and ``committed <draws>``
+after each commit. With ``--pause`` it then waits for a line on stdin before
+committing, so the parent can SIGKILL it at a known point: a torn chunk on disk.
 """
 
 import sys
@@ -35,13 +37,19 @@ def run(store=None, progress=False, **overrides):
 
 
 def main() -> None:
-    commit = RunStore.commit
+    append, commit = RunStore.append, RunStore.commit
+
+    def append_and_tell(self, positions, stats, first_draw):
+        append(self, positions, stats, first_draw)
+        print(f"appended {first_draw + positions.shape[1]}", flush=True)
+        if "--pause" in sys.argv:
+            sys.stdin.readline()
 
     def commit_and_tell(self, progress, state):
         commit(self, progress, state)
         print(f"committed {progress.draws_done}", flush=True)
 
-    RunStore.commit = commit_and_tell
+    RunStore.append, RunStore.commit = append_and_tell, commit_and_tell
     run(sys.argv[1], progress="--progress" in sys.argv)
     print("done", flush=True)
 

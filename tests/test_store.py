@@ -295,34 +295,37 @@ def test_one_store_one_writer(tmp_path, reference):
 
 def _child(store, *args):
     return subprocess.Popen([sys.executable, store_child.__file__, str(store), *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             cwd=pathlib.Path(store_child.__file__).parent)
 
 
 @pytest.mark.slow
 def test_sigkill_then_resume_in_another_process_is_the_uninterrupted_run(tmp_path):
+    """The child writes its third chunk of draws, then is SIGKILLed before committing it."""
     store = tmp_path / "run.zarr"
-    child = _child(store)
-    sampling_commits = 0
-    for line in child.stdout:  # "committed <draws>" after every commit
-        if line.startswith("committed") and int(line.split()[1]) > 0:
-            sampling_commits += 1
-            if sampling_commits == 2:
-                child.send_signal(signal.SIGKILL)
-                break
+    settings = store_child.SETTINGS
+    chunk_draws = settings["chunk_size"] // settings["thin"]
+    child = _child(store, "--pause")
+    for line in child.stdout:
+        if line == f"appended {3 * chunk_draws}\n":
+            child.send_signal(signal.SIGKILL)
+            break
+        if line.startswith("appended"):
+            child.stdin.write("go\n")
+            child.stdin.flush()
     child.wait(timeout=120)
     assert child.returncode == -signal.SIGKILL
-    partial = sf.load(store)
-    num_draws = store_child.SETTINGS["num_steps"] // store_child.SETTINGS["thin"]
-    assert 0 < partial.num_draws < num_draws  # killed mid-run
+    assert sf.load(store).num_draws == 2 * chunk_draws  # committed: two chunks
+    torn = xr.open_zarr(store, group="posterior", consolidated=False).sizes["draw"]
+    assert torn == 3 * chunk_draws  # on disk: the third chunk, written but not committed
 
     resumer = _child(store, "--progress")
     out, err = resumer.communicate(timeout=300)
     assert resumer.returncode == 0, err
     assert out.splitlines()[-1] == "done"
+    assert out.splitlines()[0] == f"appended {3 * chunk_draws}"  # the torn chunk is redone first
     first_bar = re.search(r"(\d+)/(\d+)", err)
-    settings = store_child.SETTINGS
-    resumed_at = settings["warmup"] + partial.num_draws * settings["thin"]
+    resumed_at = settings["warmup"] + 2 * chunk_draws * settings["thin"]
     assert first_bar.groups() == (str(resumed_at), str(settings["warmup"] + settings["num_steps"]))
 
     reference = store_child.run()
