@@ -232,6 +232,15 @@ def _inner_starts(
     return proposals[index], jnp.int32(num_proposals), ~jnp.any(finite)
 
 
+class _InnerSettings(NamedTuple):
+    sampler: Sampler
+    steps: int
+    particles: int
+    init: str
+    proposals: int
+    burnin_steps: int
+
+
 def rdmc_score(
     target: Target,
     x: Array,
@@ -251,21 +260,14 @@ def rdmc_score(
     Runs ``inner_particles`` chains of the stochflow sampler ``inner`` (default
     ``sf.ula(0.5)``) for ``inner_steps`` steps on :math:`q_t(\cdot \mid x)` and
     returns :math:`-(x - e^{-t}\bar x_0)/(1 - e^{-2t})` (see the module
-    docstring). Pure and jit-able; vmap it over ``x`` for several positions.
+    docstring). Returns a :class:`ScoreEstimate` ``(score, n_grad, diverging)``,
+    ``n_grad`` counted as for one outer step of :func:`rdmc` (without the final
+    density evaluation). Pure and jit-able; vmap it over ``x`` for several positions.
     """
     settings = _check_inner_settings(
         inner, inner_steps, inner_particles, inner_init, importance_proposals, inner_burnin
     )
     return _estimate_score(target, x, jnp.asarray(t, x.dtype), key, settings, scale_inner_step)
-
-
-class _InnerSettings(NamedTuple):
-    sampler: Sampler
-    steps: int
-    particles: int
-    init: str
-    proposals: int
-    burnin_steps: int
 
 
 def _check_inner_settings(
