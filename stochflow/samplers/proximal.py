@@ -41,12 +41,20 @@ With the Euclidean map :math:`\phi = \tfrac12\|x\|^2`, MLA is ULA and BMUMLA is
 MYULA. The mirror-space methods take every step in the dual space and map back
 with :math:`\nabla\phi^*`, so their draws never leave the domain.
 
+Step sizes near a boundary: the dual drift of a density that vanishes at the
+boundary can blow up there (a Dirichlet with :math:`\alpha_i > 1` under the
+entropic map has drift :math:`(\alpha_i - 1)/x_i`), so the explicit dual step
+needs a step small against the distance to the boundary the chain visits; a
+step that overshoots past what the domain can represent is undone and flagged
+(see below), and many flags mean the step is too large.
+
 Every step reports ``logdensity`` -- the log-density (up to a constant) of the
 law the chain targets: the smoothed :math:`-f - g^\lambda` (MYULA),
 :math:`-f - g^\phi_\lambda` (BMUMLA, BMMLA), the exact :math:`-f - g` (MYMALA),
 :math:`-f` (MLA) -- ``n_grad`` (one gradient of :math:`f` per step) and
-``diverging``: a step meeting a non-finite value (or, defensively, a point
-outside the domain) is undone and flagged.
+``diverging``: a step meeting a non-finite value, or (mirror methods) a dual
+point beyond what the domain can represent in floating point, is undone and
+flagged.
 """
 
 from __future__ import annotations
@@ -176,6 +184,8 @@ def _with_domain_check(name: str, sampler: Sampler, mirror_of: Callable[[Target]
 
 
 EnvelopeFn = Callable[[Array], tuple[Array, Array]]
+# Relative mismatch of grad(grad_conj(y)) and y above which y was clamped (not rounding).
+_ROUND_TRIP_RTOL = 0.25
 
 
 def _state(target: Target, position: Array, envelope_fn: EnvelopeFn) -> ProximalState:
@@ -225,8 +235,9 @@ def myula(step_size: float, smoothing: float) -> Sampler:
     :math:`x' = x + \gamma\nabla\log p(x) - \tfrac{\gamma}{\lambda}(x - \operatorname{prox}_{\lambda g}(x)) + \sqrt{2\gamma}\xi`.
     Its draws follow (as :math:`\gamma \to 0`) the smoothed law
     :math:`\propto \exp(\log p - g^\lambda)`, which tends to the target as
-    :math:`\lambda \to 0`. Durmus et al. advise :math:`\gamma \le \lambda`
-    (stability needs :math:`\gamma < 2\lambda/(1 + \lambda L_f)`).
+    :math:`\lambda \to 0`. The drift is Lipschitz with constant
+    :math:`L_f + 1/\lambda`, so the step must stay below :math:`2/(L_f + 1/\lambda)`
+    (roughly :math:`\gamma < 2\lambda`) for the scheme to be stable.
 
     Parameters
     ----------
@@ -309,9 +320,21 @@ def mymala(step_size: float, smoothing: float) -> Sampler:
 def _mirror_step(
     target: Target, mirror: MirrorMap, state: ProximalState, dual_point: Array, envelope_fn: EnvelopeFn
 ) -> tuple[ProximalState, ProximalInfo]:
-    """Map ``dual_point`` back to the domain; undo the step if anything is non-finite."""
+    """Map ``dual_point`` back to the domain; undo the step if it cannot be represented.
+
+    A step is undone (and flagged ``diverging``) if any value is non-finite, if
+    the new point is not inside the domain, or if the dual point lies beyond
+    what the floating-point domain can represent: ``grad_conj`` then clamps it
+    next to the boundary, where ``grad`` of the clamped point misses the dual
+    point by far more than rounding (a relative error above 25 %). Chains that
+    accepted such clamped points would sit on the boundary, where the drift of a
+    density vanishing there is huge (e.g. ``(alpha_i - 1)/x_i`` for a Dirichlet).
+    """
     proposal = _state(target, mirror.grad_conj(dual_point), envelope_fn)
-    return _accept_if_finite(proposal, state, jnp.all(jnp.isfinite(dual_point)) & mirror.in_domain(proposal.position))
+    mismatch = jnp.abs(mirror.grad(proposal.position) - dual_point)
+    representable = jnp.all(mismatch <= _ROUND_TRIP_RTOL * (1.0 + jnp.abs(dual_point)))
+    ok = jnp.all(jnp.isfinite(dual_point)) & mirror.in_domain(proposal.position) & representable
+    return _accept_if_finite(proposal, state, ok)
 
 
 def mla(step_size: float, mirror: Optional[MirrorMap] = None) -> Sampler:
