@@ -217,3 +217,9 @@ def test_inner_sampler_must_be_a_stochflow_kernel():
         sf.rdmc(lambda x: x)
     with pytest.raises(ValueError, match="own schedule"):
         sf.rdmc(sf.rdmc())
+
+
+def test_nonsmooth_or_constrained_targets_are_refused_before_compiling():
+    target = sf.Target(lambda x: -0.5 * jnp.sum(x**2), dim=2, mirror=sf.geometry.euclidean())
+    with pytest.raises(ValueError, match="unconstrained"):
+        sf.rdmc().init(target, jnp.zeros((3, 2)), jax.random.key(0))
