@@ -10,8 +10,10 @@ N fresh exact samples (the floor row: what a perfect sampler scores at this N).
 How each kind of sampler spends the budget (``SamplerSpec.kind``):
 
 * ``chain`` — ``budget // grads_per_step`` steps, the first fifth warmup
-  (step-size adaptation where the method has one); the recorded part is
-  thinned to at most 200 draws per chain for ESS.
+  (step-size adaptation where the method has one; burn-in otherwise); the
+  recorded part is thinned to at most 200 draws per chain for ESS (bulk ESS
+  over the recorded draws after burn-in, per gradient of the whole run).
+* ``particles`` (SVGD, MSVGD, SVMD) — as ``chain``, without ESS.
 * ``nuts`` — a transition's cost varies. A pilot run with the same key (so the
   same warmup, bit for bit) measures the warmup's cost and the mean cost of a
   transition after it; the real run then takes as many transitions as the rest
@@ -131,32 +133,47 @@ def _keys(seed: int):
 
 def _run_chain(spec: SamplerSpec, plan, target, target_name, budget, key, num_particles):
     steps = max(budget // (plan.grads_per_step or spec.grads_per_step), 2)
-    warmup = steps // WARMUP_FRACTION
+    # A sampler that adapts gets a warmup phase (the first fifth). One that does not runs
+    # all its steps in one phase (one compiled program fewer); the first fifth of its
+    # recorded draws is then left out of the ESS as burn-in.
+    adapts = plan.sampler.warmup_step is not None
+    warmup = steps // WARMUP_FRACTION if adapts else 0
     thin = max(1, (steps - warmup) // MAX_DRAWS)
     num_steps = max(((steps - warmup) // thin) * thin, 1)
     init_key, run_key = jax.random.split(key)
     init = start_positions(target_name, target, init_key, num_particles)
     trace = sample(plan.sampler, target, run_key, num_particles=num_particles, num_steps=num_steps,
                    warmup=warmup, thin=thin, init=init, progress=False)
-    return trace, {}
+    return trace, {"burn_in_draws": 0 if adapts else trace.num_draws // WARMUP_FRACTION}
+
+
+NUTS_CHUNK = 10  # steps per compiled chunk, the same in the pilot and the real run (one program for both)
 
 
 def _run_nuts(spec, plan, target, target_name, budget, key, num_particles):
     init_key, run_key = jax.random.split(key)
     init = start_positions(target_name, target, init_key, num_particles)
-    kwargs = dict(num_particles=num_particles, warmup=NUTS_PILOT_WARMUP, init=init, progress=False)
-    pilot = sample(plan.sampler, target, run_key, num_steps=10, **kwargs)
+    kwargs = dict(num_particles=num_particles, warmup=NUTS_PILOT_WARMUP, init=init, progress=False,
+                  chunk_size=NUTS_CHUNK)
+    pilot = sample(plan.sampler, target, run_key, num_steps=NUTS_CHUNK, **kwargs)
     warmup_cost = pilot.metadata.get("n_grad_warmup", 0) / num_particles
     per_step = max(float(np.mean(pilot.stats["n_grad"])), 1.0)
-    steps = max(int((budget - warmup_cost) / per_step), 10)
-    thin = max(1, steps // MAX_DRAWS)
-    trace = sample(plan.sampler, target, run_key, num_steps=max((steps // thin) * thin, thin), thin=thin, **kwargs)
-    return trace, {"pilot_grads_per_step": per_step}
+    steps = max(int((budget - warmup_cost) / per_step), NUTS_CHUNK)
+    trace = sample(plan.sampler, target, run_key, num_steps=steps, **kwargs)
+    return trace, {"pilot_grads_per_step": per_step, "burn_in_draws": 0}
 
 
 def _run_transport(spec, plan, target, target_name, budget, key, num_particles):
     trace = sample(plan.sampler, target, key, num_particles=num_particles, progress=False)
     return trace, {}
+
+
+def snf_path_cost(settings: dict) -> int:
+    """Target evaluations per SNF sample path for ``realnvp_snf_layers`` with these settings:
+    ``num_steps + 1`` per stochastic block with lam > 0 (lam = i / (num_transforms - 1) after
+    transform i < num_transforms - 1, and the final block at lam = 1), plus one for the weight."""
+    blocks = max(settings["num_transforms"] - 2, 0) + 1
+    return blocks * (settings["num_steps"] + 1) + 1
 
 
 def _run_flow(spec, plan, target, target_name, budget, key, num_particles):
@@ -165,24 +182,18 @@ def _run_flow(spec, plan, target, target_name, budget, key, num_particles):
 
     layers = realnvp_snf_layers(num_transforms=settings["num_transforms"], width=settings["width"],
                                 num_steps=settings["num_steps"], step_size=settings["step_size"])
-    first_key, rest_key, sample_key = jax.random.split(key, 3)
+    train_key, sample_key = jax.random.split(key)
     batch = settings["batch_size"]
-    first_iterations = 10
-    flow = stochflow.fit_snf(target, first_key, layers, num_iterations=first_iterations, batch_size=batch,
+    per_path = snf_path_cost(settings)
+    iterations = max(int((budget - per_path) * num_particles / (batch * per_path)), 1)
+    flow = stochflow.fit_snf(target, train_key, layers, num_iterations=iterations, batch_size=batch,
                              learning_rate=settings["learning_rate"], progress=False)
-    probe = sample(stochflow.snf(flow), target, sample_key, num_particles=num_particles, num_steps=1, progress=False)
-    per_path = float(np.mean(probe.stats["n_grad"]))
-    iterations = int((budget - per_path) * num_particles / (batch * per_path)) - first_iterations
-    if iterations > 0:
-        flow = stochflow.fit_snf(target, rest_key, flow, num_iterations=iterations, batch_size=batch,
-                                 learning_rate=settings["learning_rate"], progress=False)
     trace = sample(stochflow.snf(flow), target, sample_key, num_particles=num_particles, num_steps=1, progress=False)
-    trained = first_iterations + max(iterations, 0)
-    training_per_particle = trained * batch * per_path / num_particles
-    return trace, {"train_iterations": trained, "n_grad_training": training_per_particle}
+    measured = float(np.mean(trace.stats["n_grad"]))  # the flow's own count, reported
+    return trace, {"train_iterations": iterations, "n_grad_training": iterations * batch * measured / num_particles}
 
 
-_RUNNERS = {"chain": _run_chain, "nuts": _run_nuts, "transport": _run_transport, "flow": _run_flow}
+_RUNNERS = {"chain": _run_chain, "particles": _run_chain, "nuts": _run_nuts, "transport": _run_transport, "flow": _run_flow}
 
 
 def run_one(
@@ -207,6 +218,7 @@ def run_one(
     wall = time.perf_counter() - start
     final = np.asarray(trace.positions[:, -1, :], np.float64)
     n_grad = trace.n_grad_total / num_particles + extra.pop("n_grad_training", 0.0)
+    burn_in = extra.pop("burn_in_draws", 0)
     row = {
         "sampler": sampler_name, "target": target_name, "dim": target.dim, "budget": budget, "seed": seed,
         "num_particles": num_particles, "n_grad": n_grad,
@@ -215,10 +227,11 @@ def run_one(
         "wall_s": wall,
         "settings": json.dumps({**plan.settings, **extra}, sort_keys=True, default=str),
     }
-    if spec.kind in ("chain", "nuts") and trace.num_draws >= 4:
+    if spec.kind in ("chain", "nuts") and trace.num_draws - burn_in >= 4:
         with warnings.catch_warnings():  # ArviZ warns when chains outnumber draws; the ESS is still right
             warnings.simplefilter("ignore", UserWarning)
-            row["ess_per_1k"] = 1000.0 * metrics.ess_per_grad(trace.positions, trace.n_grad_total)
+            kept = np.asarray(trace.positions)[:, burn_in:]
+            row["ess_per_1k"] = 1000.0 * metrics.ess_per_grad(kept, trace.n_grad_total)
     if "log_weight" in trace.stats and getattr(target, "log_z", None) is not None:
         estimate = metrics.log_z_from_log_weights(np.asarray(trace.stats["log_weight"])[:, -1])
         row["log_z_err"] = float(metrics.log_z_error(estimate, target.log_z))

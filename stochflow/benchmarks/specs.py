@@ -44,12 +44,18 @@ myula                   h = 0.1 s_loc^2 as ULA; smoothing lambda = h (Durmus,
 mymala                  h = s_loc^2, lambda = h (exact MH correction; a reference).
 mla                     h = 0.1 s_loc^2 (as ULA, in the mirror geometry).
 bmumla, bmmla           h = 0.1 s_loc^2, lambda = h; bmmla with 10 dual sub-steps.
+svgd                    step 0.1 s_loc with the default AdaGrad-with-momentum (whose
+                        normalised steps move a particle about ``step`` per iteration:
+                        a tenth of the local scale), RBF kernel, median bandwidth.
+msvgd, svmd             step 0.1 (the Stein engineer's sparse-Dirichlet setting,
+                        ``benchmarks/stein.py``), IMQ kernel, RMSProp (their defaults);
+                        svmd eigen_threshold 0.998 as there.
 ======================  ===========================================================
 
 Which targets a sampler applies to (``applies``): the Langevin/HMC family,
 rdMC and SNF need a smooth log-density on R^d (no ``nonsmooth`` term, no
 mirror domain); MYULA/MYMALA need a nonsmooth term on R^d; MLA a smooth target
-on a mirror domain; BMUMLA/BMMLA a nonsmooth term on a mirror domain.
+on a mirror domain (as MSVGD and SVMD); BMUMLA/BMMLA a nonsmooth term on a mirror domain.
 """
 
 from __future__ import annotations
@@ -80,7 +86,8 @@ class SamplerSpec(NamedTuple):
     """One row of the sampler table.
 
     ``kind`` tells the harness how to spend the budget: ``"chain"`` (fixed
-    ``grads_per_step``; warmup is the first fifth), ``"nuts"`` (variable cost
+    ``grads_per_step``; warmup is the first fifth), ``"particles"`` (as a chain,
+    for interacting particles: no ESS), ``"nuts"`` (variable cost
     per step, measured), ``"transport"`` (the sampler carries its schedule),
     ``"flow"`` (trained, then sampled once).
     """
@@ -239,6 +246,18 @@ def _bmmla(target, scales, budget):
     return _plan(stochflow.bmmla(h, smoothing=h, inner_steps=10))
 
 
+def _svgd(target, scales, budget):
+    return _plan(stochflow.svgd(0.1 * scales[0]))
+
+
+def _msvgd(target, scales, budget):
+    return _plan(stochflow.msvgd(0.1))
+
+
+def _svmd(target, scales, budget):
+    return _plan(stochflow.svmd(0.1, eigen_threshold=0.998))
+
+
 _ROWS = [
     SamplerSpec("ula", "ula", _ula, smooth, rule="h = 0.1 s_loc^2"),
     SamplerSpec("mala", "mala", _mala, smooth, rule="h0 = s_loc^2, adapted to acc. 0.574"),
@@ -252,6 +271,9 @@ _ROWS = [
                 rule="L = sqrt(d) s_glob, h = 0.25 sqrt(d) s_loc"),
     SamplerSpec("rdmc", "rdmc", _rdmc, smooth, kind="transport", rule="K = 10/20, 8 inner chains, budget-fitted inner steps"),
     SamplerSpec("snf", "fit_snf", _snf, smooth, kind="flow", rule="small RealNVP+Metropolis, budget-fitted training"),
+    SamplerSpec("svgd", "svgd", _svgd, smooth, kind="particles", rule="step 0.1 s_loc (AdaGrad), RBF, median bandwidth"),
+    SamplerSpec("msvgd", "msvgd", _msvgd, smooth_on_mirror, kind="particles", rule="step 0.1, IMQ, RMSProp"),
+    SamplerSpec("svmd", "svmd", _svmd, smooth_on_mirror, kind="particles", rule="step 0.1, IMQ, RMSProp, eig. 0.998"),
     SamplerSpec("myula", "myula", _myula, nonsmooth_on_rd, rule="h = 0.1 s_loc^2, lambda = h"),
     SamplerSpec("mymala", "mymala", _mymala, nonsmooth_on_rd, rule="h = s_loc^2, lambda = h"),
     SamplerSpec("mla", "mla", _mla, smooth_on_mirror, rule="h = 0.1 s_loc^2"),
