@@ -210,6 +210,10 @@ class TestBadInput:
         with pytest.raises(ValueError, match="layers is empty"):
             self.fit(layers=[])
 
+    def test_nothing_to_train(self):
+        with pytest.raises(ValueError, match="no trainable layer"):
+            self.fit(layers=[Metropolis(5, 0.3, 1.0)])
+
     def test_not_a_spec(self):
         with pytest.raises(TypeError, match="layer specs"):
             self.fit(layers=["realnvp"])

@@ -41,7 +41,9 @@ class StochasticFlow(eqx.Module):
 
     Build one with :func:`build_flow` (or ``sf.fit_snf``). ``specs`` are the
     layer hyperparameters it was built from; ``training`` holds the training
-    settings ``fit_snf`` used (a tuple of ``(name, value)`` pairs).
+    settings ``fit_snf`` used (a tuple of ``(name, value)`` pairs). The flow
+    holds arrays: jit its methods with ``eqx.filter_jit`` (e.g.
+    ``eqx.filter_jit(lambda flow, key: flow.sample(key, n, target))(flow, key)``).
     """
 
     layers: tuple

@@ -319,6 +319,11 @@ def fit_snf(
     flow = _initial_flow(layers, target, init_key)
 
     params, static = eqx.partition(flow, eqx.is_inexact_array)
+    if not jax.tree_util.tree_leaves(params):
+        raise ValueError(
+            "the flow has no trainable layer (stochastic blocks have fixed hyperparameters); add "
+            "sf.flows.RealNVP layers, or use sf.flows.build_flow to sample with stochastic blocks alone."
+        )
     opt_state = optimizer.init(params)
     chunk = max(1, math.ceil(num_iterations / 50))
     runners: dict[int, Callable] = {}
