@@ -21,7 +21,6 @@ exponential has expectation :math:`q_X(x)`, the flow's marginal density at
 
 from __future__ import annotations
 
-import math
 from typing import Sequence
 
 import equinox as eqx
