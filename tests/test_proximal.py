@@ -383,3 +383,18 @@ def test_model_ground_truths_agree_with_their_exact_samplers(name):
     check(centred.mean(0), np.diag(target.cov), centred.std(0) / np.sqrt(n) * 5 / 4, 0.0, f"{name} variance")
     if target.mirror is not None:
         assert bool(jnp.all(jax.vmap(target.mirror.in_domain)(jnp.asarray(x[:1000], jnp.float32))))
+
+
+def test_smoothed_laplace_mixture_is_the_componentwise_huber_mixture():
+    # LLP's smoothing: each alpha |t| of each component replaced by its Moreau envelope (Huber).
+    alpha, lam = 0.5, 0.4
+    target = sf.models.laplace_mixture(n_components=2, alpha=alpha, smoothing=lam)
+    means = sf.models.nonsmooth.LLP_MEANS[:2]
+    x = np.array([0.1, 2.7])
+
+    def huber(t):
+        t = np.abs(t)
+        return np.where(t <= lam * alpha, t**2 / (2 * lam), alpha * t - lam * alpha**2 / 2)
+
+    expected = np.log(np.sum(0.5 * (alpha / 2) ** 2 * np.exp(-huber(x - means).sum(-1))))
+    np.testing.assert_allclose(float(target.logdensity(jnp.asarray(x))), expected, rtol=1e-5)
