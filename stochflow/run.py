@@ -32,13 +32,14 @@ import functools
 import math
 import os
 import warnings
-from typing import Any, Callable, Optional, Union
+from typing import Any, Callable, NamedTuple, Optional, Union
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
+from . import sharding
 from .samplers.base import Sampler, check_positions
 from .store import Progress, RunStore
 from .target import Target, default_dtype
@@ -161,12 +162,15 @@ def _make_phase(
     thin: int,
     chunk_draws: int,
     record: bool,
+    mesh: Optional[jax.sharding.Mesh] = None,
+    num_particles: int = 0,
 ) -> Callable:
     """A jitted function running up to ``chunk_draws`` draws of ``thin`` steps each.
 
     Cached on its arguments (the step function and the target by identity), so
     repeated ``sample`` calls with the same sampler and target reuse the
-    compiled program.
+    compiled program. With a ``mesh``, the state's particle axis stays split
+    over it from chunk to chunk, and so are the outputs' particle axes.
 
     ``run(state, phase_key, first_draw, num_valid)`` runs draws
     ``first_draw .. first_draw + num_valid - 1`` and returns the new state, the
@@ -191,7 +195,11 @@ def _make_phase(
         out = (state.position, _draw_stats(last_info, n_grad, diverging)) if record else None
         return state, counts, out
 
+    def pin(tree, axis):
+        return tree if mesh is None else sharding.constrain_tree(tree, mesh, num_particles, axis)
+
     def run(state, key, first_draw, num_valid):
+        state = pin(state, 0)
         _, out_counts, out_shapes = jax.eval_shape(one_draw, state, key, first_draw)
 
         def idle(state, key, draw_index):
@@ -208,7 +216,7 @@ def _make_phase(
         (state, counts), outs = jax.lax.scan(
             body, (state, jnp.zeros_like(out_counts)), jnp.arange(chunk_draws)
         )
-        return state, counts, outs
+        return pin(state, 0), pin(counts, 1), pin(outs, 1)
 
     return jax.jit(run)
 
@@ -252,6 +260,45 @@ class _MemorySink:
         """Nothing to release."""
 
 
+class _FollowerSink:
+    """What a process other than 0 of a multi-process run with a store holds: nothing.
+    Process 0 writes the store; this process only takes part in the collectives
+    (gathers), then opens the finished store, which must be on a shared filesystem."""
+
+    progress = Progress()
+
+    def __init__(self, path: Union[str, os.PathLike]):
+        self._path = path
+
+    def restore_state(self, fresh_state: Any) -> Any:
+        return fresh_state  # process 0's state arrives by broadcast
+
+    def prepare(self) -> None:
+        """Process 0 prepares the store."""
+
+    def append(self, positions: np.ndarray, stats: dict[str, np.ndarray], first_draw: int) -> None:
+        """Process 0 writes the draws."""
+
+    def commit(self, progress: Progress, state: Any) -> None:
+        """Process 0 commits."""
+
+    def finish(self, constrain: Optional[Callable] = None) -> Trace:
+        from .store import load
+
+        _barrier("stochflow-store-finished")  # process 0 has finished writing
+        if not os.path.exists(self._path):
+            raise FileNotFoundError(
+                f"store={str(self._path)!r} was written by process 0 but is not visible to process "
+                f"{jax.process_index()}: give a store path on a filesystem all processes share."
+            )
+        trace = load(self._path, lazy=True)
+        trace.constrain = constrain
+        return trace
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
 def sample(
     sampler: Sampler,
     target: Target,
@@ -266,6 +313,7 @@ def sample(
     chunk_size: Optional[int] = None,
     store: Optional[Union[str, os.PathLike]] = None,
     resume: bool = False,
+    devices: sharding.Devices = None,
 ) -> Trace:
     """Run ``sampler`` on ``target`` and return the recorded :class:`Trace`.
 
@@ -310,6 +358,20 @@ def sample(
         thin and init, or it is refused. If nothing exists at ``store`` yet,
         the run starts fresh, so a job script can always pass ``resume=True``.
         A finished store is returned as it is.
+    devices
+        Where the particles run. ``None``: one device (JAX's default). ``"all"``:
+        every device of every process (``jax.devices()``); a list of
+        ``jax.Device``; or a ``jax.sharding.Mesh`` (1-D, or with an axis named
+        ``"particles"``). The particle axis of the state and of the recorded
+        draws is split evenly over the devices (``num_particles`` must be a
+        multiple of their number; nothing is padded) and each chunk runs as one
+        SPMD program; interacting methods get their cross-particle sums from
+        collectives XLA inserts. The draws are those of the one-device run with
+        the same key. Under ``jax.distributed`` (several processes) every
+        process makes the same call; each gets the whole trace (the draws are
+        gathered after every chunk), and with ``store`` process 0 writes the
+        store, which the other processes then open, so its path must be on a
+        filesystem they share (see the README, "Scale out").
     """
     if not isinstance(sampler, Sampler):
         raise TypeError(
@@ -332,6 +394,10 @@ def sample(
         raise ValueError("resume=True needs store=path: only a run stored on disk can be resumed.")
     if store is not None and not isinstance(store, (str, os.PathLike)):
         raise TypeError(f"store must be a path (str or os.PathLike), got {type(store).__name__}.")
+    mesh = sharding.resolve_mesh(devices)
+    if mesh is not None:
+        sharding.check_divisible(num_particles, mesh)
+    multiprocess = sharding.is_multiprocess(mesh)
 
     dtype = default_dtype()
     num_draws = num_steps // thin
@@ -342,7 +408,7 @@ def sample(
         chunk_draws = max(1, min(num_draws, chunk_size // thin))
     metadata = run_metadata(sampler, target, key, num_particles, num_steps, warmup, thin, dtype)
     if store is not None:
-        RunStore.check(store, metadata, resume=resume)
+        _on_process_zero(multiprocess, lambda: RunStore.check(store, metadata, resume=resume))
 
     init_key, state_key, warmup_key, sample_key = jax.random.split(key, 4)
     if init is None:
@@ -358,20 +424,29 @@ def sample(
     if store is None:
         sink = _MemorySink(metadata, target.constrain)
     else:
-        sink = RunStore.open(store, metadata, resume=resume, chunk_draws=chunk_draws,
-                             start_positions=positions, start_logdensity=start_logdensity,
-                             constrain=target.constrain)
+        opened = _on_process_zero(multiprocess, lambda: RunStore.open(
+            store, metadata, resume=resume, chunk_draws=chunk_draws, start_positions=positions,
+            start_logdensity=start_logdensity, constrain=target.constrain))
+        sink = _FollowerSink(store) if opened is None else opened
     try:
         if store is not None:
             state = sink.restore_state(state)
             sink.prepare()
         done = sink.progress
+        if multiprocess and resume:
+            state, done = _from_process_zero(state, done)
+        if mesh is not None:
+            state = sharding.shard_tree(state, mesh, num_particles)
+            warmup_key, sample_key = sharding.shard_tree((warmup_key, sample_key), mesh, num_particles)
+        layout = _Layout(mesh, num_particles, multiprocess)
         bar = tqdm(total=warmup + num_draws * thin, initial=done.warmup_done + done.draws_done * thin,
-                   disable=not progress, desc=sampler.name, unit="step")
+                   disable=not progress or jax.process_index() != 0, desc=sampler.name, unit="step")
         bar.set_postfix(divergent=done.num_divergent, warmup_divergent=done.num_divergent_warmup, refresh=False)
         try:
-            state, done = _run_warmup(sampler, target, state, warmup_key, warmup, chunk_size, bar, sink, done)
-            done = _run_sampling(sampler, target, state, sample_key, thin, chunk_draws, num_draws, bar, sink, done)
+            state, done = _run_warmup(sampler, target, state, warmup_key, warmup, chunk_size, bar, sink, done,
+                                      layout)
+            done = _run_sampling(sampler, target, state, sample_key, thin, chunk_draws, num_draws, bar, sink,
+                                 done, layout)
         finally:
             bar.close()
     except BaseException:
@@ -389,10 +464,93 @@ def sample(
         )
     if store is None:
         return sink.finish(done)
-    return sink.finish(constrain=target.constrain)
+    trace = sink.finish(constrain=target.constrain)
+    if multiprocess and jax.process_index() == 0:
+        _barrier("stochflow-store-finished")  # the followers load the store after this
+    return trace
 
 
-def _run_warmup(sampler, target, state, key, warmup, chunk_size, bar, sink, done: Progress) -> tuple[Any, Progress]:
+class _Layout(NamedTuple):
+    """Where the particles live: one device (``mesh=None``) or split over a mesh."""
+
+    mesh: Optional[jax.sharding.Mesh]
+    num_particles: int
+    multiprocess: bool
+
+    @property
+    def phase_args(self) -> tuple:
+        """The extra ``_make_phase`` arguments: none on one device (the program is today's)."""
+        return () if self.mesh is None else (self.mesh, self.num_particles)
+
+    def repin(self, state: Any) -> Any:
+        """``state`` with the particle layout the chunk programs take (after an eager ``end_warmup``)."""
+        return state if self.mesh is None else _pinning(self.mesh, self.num_particles)(state)
+
+    def commit(self, sink: Any, done: Progress, state: Any) -> None:
+        """Commit to ``sink``; a store gets the state gathered onto the host (a collective
+        across processes, so every process takes part even if it does not write)."""
+        if isinstance(sink, _MemorySink):
+            return
+        sink.commit(done, sharding.tree_to_host(state) if self.multiprocess else state)
+
+
+@functools.lru_cache(maxsize=16)
+def _pinning(mesh: jax.sharding.Mesh, num_particles: int) -> Callable:
+    return jax.jit(lambda state: sharding.constrain_tree(state, mesh, num_particles))
+
+
+def _barrier(name: str) -> None:
+    from jax.experimental import multihost_utils
+
+    multihost_utils.sync_global_devices(name)
+
+
+def _on_process_zero(multiprocess: bool, action: Callable[[], Any]) -> Any:
+    """Run ``action`` on process 0 only (its result there, ``None`` elsewhere); if it
+    raises, every process raises, so none waits forever in a later collective."""
+    if not multiprocess:
+        return action()
+    from jax.experimental import multihost_utils
+
+    result, error = None, None
+    if jax.process_index() == 0:
+        try:
+            result = action()
+        except Exception as exc:  # re-raised below, after the others have heard of it
+            error = exc
+    failed = int(multihost_utils.broadcast_one_to_all(np.int32(error is not None)))
+    if error is not None:
+        raise error
+    if failed:
+        raise RuntimeError("process 0 refused this run's store (its error says why); every process stops.")
+    return result
+
+
+def _from_process_zero(state: Any, done: Progress) -> tuple[Any, Progress]:
+    """Process 0's ``state`` and ``done`` (a resumed store's) on every process, bit for bit:
+    each leaf travels as raw 32-bit words (a sum with zeros, exact), keys as their data."""
+    from jax.experimental import multihost_utils
+
+    leaves, treedef = jax.tree_util.tree_flatten(state)
+    is_key = [jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key) for leaf in leaves]
+    arrays = [np.asarray(jax.random.key_data(leaf) if key else leaf) for leaf, key in zip(leaves, is_key)]
+    arrays.append(np.asarray(done, dtype=np.int64))
+
+    def words(array: np.ndarray) -> np.ndarray:
+        raw = np.ascontiguousarray(array).tobytes()
+        return np.frombuffer(raw + b"\0" * (-len(raw) % 4), dtype=np.uint32)
+
+    received = multihost_utils.broadcast_one_to_all([words(a) for a in arrays])
+    rebuilt = [np.frombuffer(np.asarray(w).tobytes()[: a.nbytes], a.dtype).reshape(a.shape)
+               for w, a in zip(received, arrays)]
+    done = Progress(*(int(v) for v in rebuilt.pop()))
+    leaves = [jax.random.wrap_key_data(a, impl=jax.random.key_impl(leaf)) if key else jnp.asarray(a)
+              for a, leaf, key in zip(rebuilt, leaves, is_key)]
+    return jax.tree_util.tree_unflatten(treedef, leaves), done
+
+
+def _run_warmup(sampler, target, state, key, warmup, chunk_size, bar, sink, done: Progress,
+                layout: "_Layout") -> tuple[Any, Progress]:
     """Run the warmup steps not yet done and end the warmup.
 
     A commit follows every warmup chunk but the last; after the last,
@@ -402,40 +560,42 @@ def _run_warmup(sampler, target, state, key, warmup, chunk_size, bar, sink, done
         return state, done
     step_fn = sampler.warmup_step or sampler.step
     chunk = min(warmup, chunk_size or max(1, math.ceil(warmup / _DEFAULT_CHUNKS)))
-    run_chunk = _make_phase(step_fn, target, 1, chunk, record=False)
+    run_chunk = _make_phase(step_fn, target, 1, chunk, False, *layout.phase_args)
     for first in range(done.warmup_done, warmup, chunk):
         num_valid = min(chunk, warmup - first)
         state, counts, _ = run_chunk(state, key, first, num_valid)
-        counts = np.asarray(counts, dtype=np.int64)
+        counts = sharding.to_host(counts).astype(np.int64)
         done = done._replace(
             warmup_done=first + num_valid,
             num_divergent_warmup=done.num_divergent_warmup + int(counts[0].sum()),
             n_grad_warmup=done.n_grad_warmup + int(counts[1].sum()),
         )
         if done.warmup_done < warmup:
-            sink.commit(done, state)
+            layout.commit(sink, done, state)
         bar.update(num_valid)
         bar.set_postfix(warmup_divergent=done.num_divergent_warmup, refresh=False)
     if sampler.end_warmup is not None:
-        state = sampler.end_warmup(state)
-    sink.commit(done, state)
+        state = layout.repin(sampler.end_warmup(state))
+    layout.commit(sink, done, state)
     return state, done
 
 
-def _run_sampling(sampler, target, state, key, thin, chunk_draws, num_draws, bar, sink, done: Progress) -> Progress:
+def _run_sampling(sampler, target, state, key, thin, chunk_draws, num_draws, bar, sink, done: Progress,
+                  layout: "_Layout") -> Progress:
     """Run the draws not yet done, chunk by chunk: each chunk goes to the sink, then a commit."""
-    run_chunk = _make_phase(sampler.step, target, thin, chunk_draws, record=True)
+    run_chunk = _make_phase(sampler.step, target, thin, chunk_draws, True, *layout.phase_args)
+    host = sharding.to_host
     for first in range(done.draws_done, num_draws, chunk_draws):
         num_valid = min(chunk_draws, num_draws - first)
         state, counts, (draws, stats) = run_chunk(state, key, first, num_valid)
         sink.append(
-            np.swapaxes(np.asarray(draws)[:num_valid], 0, 1),
-            {name: np.swapaxes(np.asarray(values)[:num_valid], 0, 1) for name, values in stats.items()},
+            np.swapaxes(host(draws)[:num_valid], 0, 1),
+            {name: np.swapaxes(host(values)[:num_valid], 0, 1) for name, values in stats.items()},
             first,
         )
-        divergent = int(np.asarray(counts[0], dtype=np.int64).sum())
+        divergent = int(host(counts)[0].astype(np.int64).sum())
         done = done._replace(draws_done=first + num_valid, num_divergent=done.num_divergent + divergent)
-        sink.commit(done, state)
+        layout.commit(sink, done, state)
         bar.update(num_valid * thin)
         bar.set_postfix(divergent=done.num_divergent, refresh=False)
     return done

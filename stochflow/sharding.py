@@ -1,0 +1,170 @@
+"""Particles sharded across devices and hosts: the layout ``sample(..., devices=...)`` uses.
+
+The particle axis (axis 0 of every per-particle leaf of a sampler state, axis
+1 of the recorded draws ``(chunk, particles, ...)``) is split over one axis of
+a :class:`jax.sharding.Mesh` with a :class:`~jax.sharding.NamedSharding`;
+every other leaf (a step counter, an optimiser's scalar) is replicated. The
+driver's chunk programs are ordinary ``jax.jit`` programs, so XLA's SPMD
+partitioner (GSPMD) splits the vmapped per-chain work into local pieces and
+inserts the collectives an interacting method needs (SVGD's pairwise sums,
+its median heuristic): the program means the same whatever the layout.
+
+Draws do not depend on the layout because every per-particle key comes from
+``jax.random.split(key, n)`` of a replicated key, whose values are defined
+independently of how the result is laid out (threefry is partitionable).
+
+Several processes (``jax.distributed.initialize``): ``devices="all"`` means
+``jax.devices()``, every device of every process. Each process builds the
+same starting state (it is a function of the key), keeps the shards of its
+own devices (:func:`shard_tree`), and :func:`to_host` gathers a sharded
+array onto every process (``multihost_utils.process_allgather``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional, Sequence, Union
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+__all__ = ["PARTICLE_AXIS", "resolve_mesh", "check_divisible", "shard_tree", "constrain_tree", "to_host",
+           "is_multiprocess"]
+
+PARTICLE_AXIS = "particles"
+
+Devices = Union[None, str, Sequence[Any], Mesh]
+
+
+def resolve_mesh(devices: Devices) -> Optional[Mesh]:
+    """The 1-D particle mesh ``devices`` asks for, or ``None`` (one device, today's behaviour).
+
+    ``"all"``: every device of every process (``jax.devices()``); a list or
+    tuple of ``jax.Device``: those, in that order; a ``Mesh``: a 1-D mesh (any
+    axis name), or a mesh with an axis named ``"particles"`` (particles are
+    split over that axis and replicated over the others)."""
+    if devices is None:
+        return None
+    if isinstance(devices, Mesh):
+        if len(devices.axis_names) != 1 and PARTICLE_AXIS not in devices.axis_names:
+            raise ValueError(
+                f"devices=Mesh with axes {devices.axis_names}: give a 1-D mesh, or name the axis to "
+                f"split particles over {PARTICLE_AXIS!r}."
+            )
+        return devices
+    if isinstance(devices, str):
+        if devices != "all":
+            raise ValueError(f"devices={devices!r} is not understood; use None, 'all', a list of jax devices "
+                             "or a jax.sharding.Mesh.")
+        return Mesh(np.asarray(jax.devices()), (PARTICLE_AXIS,))
+    if isinstance(devices, (list, tuple)):
+        if not devices:
+            raise ValueError("devices=[] lists no device; use None for one device or 'all'.")
+        bad = [d for d in devices if not isinstance(d, jax.Device)]
+        if bad:
+            raise TypeError(f"devices must hold jax.Device objects (from jax.devices()), got {bad[0]!r}.")
+        if len(set(devices)) != len(devices):
+            raise ValueError("devices lists a device twice; each device may hold one shard.")
+        return Mesh(np.asarray(devices), (PARTICLE_AXIS,))
+    raise TypeError(f"devices must be None, 'all', a list of jax devices or a jax.sharding.Mesh, "
+                    f"got {type(devices).__name__}.")
+
+
+def particle_axis(mesh: Mesh) -> str:
+    """The mesh axis particles are split over."""
+    return PARTICLE_AXIS if PARTICLE_AXIS in mesh.axis_names else mesh.axis_names[0]
+
+
+def num_shards(mesh: Mesh) -> int:
+    return int(mesh.shape[particle_axis(mesh)])
+
+
+def check_divisible(num_particles: int, mesh: Mesh) -> None:
+    """A ValueError unless the particles split evenly over the mesh (there is no padding)."""
+    shards = num_shards(mesh)
+    if num_particles % shards:
+        lower = num_particles - num_particles % shards
+        options = ", ".join(str(n) for n in (lower, lower + shards) if n > 0)
+        raise ValueError(
+            f"num_particles={num_particles} does not split evenly over {shards} devices; use a multiple "
+            f"of {shards} (e.g. {options}), or fewer devices (a divisor of {num_particles})."
+        )
+
+
+def _spec(mesh: Mesh, ndim: int, axis: int) -> NamedSharding:
+    parts = [None] * ndim
+    parts[axis] = particle_axis(mesh)
+    return NamedSharding(mesh, PartitionSpec(*parts))
+
+
+def _sharding_of(leaf: Any, mesh: Mesh, num_particles: int, axis: int) -> NamedSharding:
+    """Split ``axis`` if the leaf has a particle axis there, else replicate."""
+    if np.ndim(leaf) > axis and np.shape(leaf)[axis] == num_particles:
+        return _spec(mesh, np.ndim(leaf), axis)
+    return NamedSharding(mesh, PartitionSpec())
+
+
+def _is_key(leaf: Any) -> bool:
+    return jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key)
+
+
+def _global_array(values: np.ndarray, sharding: NamedSharding) -> jax.Array:
+    return jax.make_array_from_callback(values.shape, sharding, lambda index: values[index])
+
+
+def shard_tree(tree: Any, mesh: Mesh, num_particles: int) -> Any:
+    """``tree`` (the same on every process) as global arrays laid out on ``mesh``.
+
+    A leaf whose axis 0 has ``num_particles`` entries is split along it; the
+    others are replicated. Each process only places its own shards. The
+    values are copied exactly (PRNG keys through their raw key data)."""
+
+    def place(leaf: Any) -> Any:
+        sharding = _sharding_of(leaf, mesh, num_particles, 0)
+        if _is_key(leaf):
+            impl = jax.random.key_impl(leaf)
+            data = _global_array(np.asarray(jax.random.key_data(leaf)), sharding)
+            return jax.random.wrap_key_data(data, impl=impl)
+        return _global_array(np.asarray(leaf), sharding)
+
+    return jax.tree_util.tree_map(place, tree)
+
+
+def constrain_tree(tree: Any, mesh: Mesh, num_particles: int, axis: int = 0) -> Any:
+    """Inside a jitted program: pin the particle layout of ``tree`` (split ``axis``
+    where it has ``num_particles`` entries, replicate the rest), so the state
+    leaves every chunk as it came in and the next chunk reuses the program."""
+
+    def pin(leaf: Any) -> Any:
+        return jax.lax.with_sharding_constraint(leaf, _sharding_of(leaf, mesh, num_particles, axis))
+
+    return jax.tree_util.tree_map(pin, tree)
+
+
+def is_multiprocess(mesh: Optional[Mesh]) -> bool:
+    """Whether ``mesh`` holds devices of other processes (arrays on it are not all addressable here)."""
+    return mesh is not None and any(d.process_index != jax.process_index() for d in mesh.devices.flat)
+
+
+def to_host(array: Any) -> np.ndarray:
+    """A (possibly sharded) array as one NumPy array, on every process.
+
+    With devices of other processes in the array this is a collective: every
+    process must call it, in the same order."""
+    if getattr(array, "is_fully_addressable", True):
+        return np.asarray(array)
+    from jax.experimental import multihost_utils
+
+    return np.asarray(multihost_utils.process_allgather(array, tiled=True))
+
+
+def tree_to_host(tree: Any) -> Any:
+    """Every leaf of ``tree`` on the host; PRNG keys stay keys (rebuilt from their gathered data)."""
+
+    def gather(leaf: Any) -> Any:
+        if _is_key(leaf):
+            impl = jax.random.key_impl(leaf)
+            return jax.random.wrap_key_data(to_host(jax.random.key_data(leaf)), impl=impl)
+        return to_host(leaf)
+
+    return jax.tree_util.tree_map(gather, tree)

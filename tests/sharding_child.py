@@ -1,0 +1,109 @@
+"""Child process for tests/test_sharding.py (XLA_FLAGS must be set before jax is imported).
+
+``python tests/sharding_child.py MODE OUT [PROCESS_ID PORT STORE]`` writes its
+results to the ``.npz`` file OUT (``OUT.pid`` for process PROCESS_ID):
+
+* ``layouts``: ULA, MALA (warmup adaptation), underdamped BAOAB and UBU, SVGD, each
+  run with ``devices=None``, ``devices=<2 devices>`` and ``devices="all"`` (8), plus
+  a sharded run streamed to a store, and the refusals of bad ``devices``;
+* ``distributed``: one of two processes joined by ``jax.distributed.initialize``
+  on 127.0.0.1:PORT (gloo CPU collectives), 2 devices each; runs MALA (with
+  warmup) over all 4 devices in memory, then streamed to STORE;
+* ``single``: the same MALA runs with one process and one device, the reference.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+
+MODE, OUT = sys.argv[1], sys.argv[2]
+
+if MODE == "distributed":
+    import jax
+
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    process_id, port = int(sys.argv[3]), int(sys.argv[4])
+    jax.distributed.initialize(coordinator_address=f"127.0.0.1:{port}", num_processes=2,
+                               process_id=process_id, initialization_timeout=60)
+else:
+    import jax
+
+import jax.numpy as jnp
+
+import stochflow as sf
+
+SCALES = jnp.array([1.0, 2.0, 0.5])
+TARGET = sf.Target(lambda x: -0.5 * jnp.sum((x / SCALES) ** 2), dim=3, name="gauss-3d")
+KEY = jax.random.key(20261127)
+
+
+def fields(prefix: str, trace) -> dict[str, np.ndarray]:
+    out = {f"{prefix}/positions": np.asarray(trace.positions)}
+    out.update({f"{prefix}/stats/{name}": np.asarray(value) for name, value in trace.stats.items()})
+    out[f"{prefix}/counts"] = np.array([trace.num_divergent, trace.num_divergent_warmup,
+                                        trace.metadata["n_grad_warmup"]])
+    return out
+
+
+def mala_runs(devices, store) -> dict[str, np.ndarray]:
+    sampler = sf.mala(0.5)
+    run = dict(num_particles=8, num_steps=30, warmup=20, chunk_size=7, progress=False)
+    out = fields("mala", sf.sample(sampler, TARGET, KEY, devices=devices, **run))
+    if store is not None:
+        out.update(fields("mala_store", sf.sample(sampler, TARGET, KEY, devices=devices, store=store, **run)))
+    return out
+
+
+def layouts(store: str) -> dict[str, np.ndarray]:
+    samplers = {
+        "ula": (sf.ula(0.1), 0),
+        "mala": (sf.mala(0.5), 25),
+        "underdamped_baoab": (sf.underdamped(0.2, 1.0), 0),
+        "underdamped_ubu": (sf.underdamped(0.2, 1.0, scheme="ubu"), 0),
+        "svgd": (sf.svgd(0.05), 0),
+    }
+    layouts = {"one": None, "two": jax.devices()[:2], "all": "all"}
+    out: dict[str, np.ndarray] = {}
+    for name, (sampler, warmup) in samplers.items():
+        for layout, devices in layouts.items():
+            if layout == "two" and name != "ula":  # one 2-device run is enough; compiling costs seconds
+                continue
+            trace = sf.sample(sampler, TARGET, KEY, 16, 40, warmup=warmup, chunk_size=15,
+                              progress=False, devices=devices)
+            out.update(fields(f"{name}/{layout}", trace))
+    streamed = sf.sample(sf.mala(0.5), TARGET, KEY, 16, 40, warmup=25, chunk_size=15, progress=False,
+                         devices="all", store=store)
+    out.update(fields("mala/all_store", streamed))
+    # The sharded programs: no recompilation from chunk to chunk (one per phase).
+    traced = []
+    counting = sf.Target(lambda x: traced.append(1) or -0.5 * jnp.sum(x ** 2), dim=3, name="counting")
+    for devices in (None, "all"):
+        before = len(traced)
+        sf.sample(sf.ula(0.1), counting, KEY, 16, 40, chunk_size=5, progress=False, devices=devices)
+        out[f"traces_per_run/{devices}"] = np.array(len(traced) - before)
+    # Bad input, refused before anything compiles (the counting target is not traced again).
+    before = len(traced)
+    errors = []
+    for devices, num_particles in (("all", 12), (jax.devices()[:3], 16), ("gpu", 16), ([0, 1], 16), ([], 16),
+                                   (jax.devices()[:1] * 2, 16), (7, 16)):
+        try:
+            sf.sample(sf.ula(0.1), counting, KEY, num_particles, 10, progress=False, devices=devices)
+            errors.append("no error")
+        except (TypeError, ValueError) as error:
+            errors.append(f"{type(error).__name__}: {error}")
+    out["errors"] = np.array(errors)
+    out["traced_by_refusals"] = np.array(len(traced) - before)
+    return out
+
+
+if MODE == "layouts":
+    results = layouts(sys.argv[3])
+elif MODE == "single":
+    results = mala_runs(None, sys.argv[3])
+else:
+    results = mala_runs("all", sys.argv[5])
+    results["num_devices"] = np.array(len(jax.devices()))
+    OUT = f"{OUT}.{jax.process_index()}"
+np.savez(OUT, **results)

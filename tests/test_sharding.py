@@ -1,0 +1,162 @@
+"""sf.sample(..., devices=...): particles sharded over devices and processes.
+
+The runs happen in child processes (tests/sharding_child.py), since
+``XLA_FLAGS=--xla_force_host_platform_device_count=8`` must be set before jax
+is imported. Chain methods must give the one-device draws bit for bit, SVGD
+within a float32 rounding bound (XLA may add its pairwise sums in another order
+across shards), and two processes joined by ``jax.distributed`` the
+one-process trace.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import socket
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import stochflow as sf
+
+CHILD = pathlib.Path(__file__).with_name("sharding_child.py")
+ROOT = CHILD.parent.parent
+FLOAT32_UNIT_ROUNDOFF = 2.0**-24
+
+
+def run_child(args: list[str], device_count: int, timeout: float = 240) -> subprocess.Popen:
+    env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={device_count}",
+               PYTHONPATH=str(ROOT), JAX_PLATFORMS="cpu")
+    return subprocess.Popen([sys.executable, str(CHILD), *args], env=env, cwd=str(ROOT),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def wait(process: subprocess.Popen, timeout: float = 240) -> None:
+    try:
+        output, _ = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        output, _ = process.communicate()
+        pytest.fail(f"child timed out after {timeout} s:\n{output[-3000:]}")
+    assert process.returncode == 0, output[-3000:]
+
+
+def same_run(a: dict, b: dict, prefix_a: str, prefix_b: str) -> None:
+    """Positions, every stat and the counters, bit for bit."""
+    names = sorted(k[len(prefix_a):] for k in a if k.startswith(prefix_a + "/"))
+    assert names, prefix_a
+    for name in names:
+        left, right = a[prefix_a + name], b[prefix_b + name]
+        assert left.dtype == right.dtype and left.shape == right.shape, (prefix_a, name)
+        np.testing.assert_array_equal(left, right, err_msg=f"{prefix_a}{name} vs {prefix_b}{name}")
+
+
+@pytest.fixture(scope="module")
+def layouts(tmp_path_factory) -> dict:
+    folder = tmp_path_factory.mktemp("sharding")
+    out = folder / "layouts.npz"
+    wait(run_child(["layouts", str(out), str(folder / "run.zarr")], device_count=8))
+    with np.load(out) as data:
+        return dict(data)
+
+
+@pytest.mark.parametrize("name", ["ula", "mala", "underdamped_ubu"])
+def test_chain_methods_bit_identical_on_8_devices(layouts, name):
+    same_run(layouts, layouts, f"{name}/one", f"{name}/all")
+
+
+def test_ula_bit_identical_on_2_devices(layouts):
+    same_run(layouts, layouts, "ula/one", "ula/two")
+
+
+def test_sharded_run_streamed_to_a_store_matches_memory(layouts):
+    same_run(layouts, layouts, "mala/one", "mala/all_store")
+
+
+def test_underdamped_baoab_within_float32_rounding(layouts):
+    # BAOAB's GSPMD-partitioned program rounds some positions 1 ulp differently from the
+    # one-device program (same ops; XLA fuses the partitioned program differently; UBU,
+    # ULA and MALA agree bit for bit). On this Gaussian the splitting contracts, so the
+    # differences do not grow faster than one rounding per step and coordinate: after T
+    # steps |diff| <= T * 4u * max|x| (4 roundings per step: the two B and A updates).
+    # A kernel that used wrong noise or a wrong key would differ by O(1).
+    one, sharded = layouts["underdamped_baoab/one/positions"], layouts["underdamped_baoab/all/positions"]
+    bound = one.shape[1] * 4 * FLOAT32_UNIT_ROUNDOFF * np.abs(one).max()
+    assert np.abs(one - sharded).max() <= bound
+    for name in ("n_grad", "diverging"):
+        np.testing.assert_array_equal(layouts[f"underdamped_baoab/one/stats/{name}"],
+                                      layouts[f"underdamped_baoab/all/stats/{name}"])
+
+
+def test_svgd_matches_within_float32_rounding(layouts):
+    # SVGD's direction is a sum over all n particles; sharded, XLA adds per-shard partial
+    # sums then all-reduces them: another order of the same n float32 terms, so each step's
+    # direction may differ by n * u * sum|terms| (Higham's bound for recursive summation).
+    # AdaGrad normalises the step to ~step_size per coordinate; over T steps the SVGD map on
+    # a Gaussian is non-expansive at this step size, so |diff| <= T * step * n * u * C with
+    # C = 64 bounding sum|terms| / |sum| here. Shard-local sums (the wrong answer) move the
+    # particles by O(step * T) = O(1).
+    one, sharded = layouts["svgd/one/positions"], layouts["svgd/all/positions"]
+    num_particles, num_steps = one.shape[:2]
+    bound = num_steps * 0.05 * num_particles * FLOAT32_UNIT_ROUNDOFF * 64
+    diff = np.abs(one - sharded).max()
+    assert diff <= bound, (diff, bound)
+    np.testing.assert_array_equal(layouts["svgd/one/stats/n_grad"], layouts["svgd/all/stats/n_grad"])
+
+
+def test_chunks_reuse_one_sharded_program(layouts):
+    # The log-density is traced as often for the sharded run as for the one-device run
+    # (8 chunks each): the sharded state keeps its layout from chunk to chunk.
+    assert layouts["traces_per_run/all"] == layouts["traces_per_run/None"]
+
+
+def test_bad_devices_refused_before_compiling(layouts):
+    errors = list(layouts["errors"])
+    assert errors[0].startswith("ValueError") and "12" in errors[0] and "8 devices" in errors[0] \
+        and "multiple of 8" in errors[0]
+    assert errors[1].startswith("ValueError") and "3 devices" in errors[1]
+    assert errors[2].startswith("ValueError") and "'gpu'" in errors[2]
+    assert errors[3].startswith("TypeError") and "jax.Device" in errors[3]
+    assert errors[4].startswith("ValueError") and "no device" in errors[4]
+    assert errors[5].startswith("ValueError") and "twice" in errors[5]
+    assert errors[6].startswith("TypeError")
+    assert layouts["traced_by_refusals"] == 0
+
+
+def test_unknown_devices_value_in_process():
+    target = sf.Target(lambda x: -0.5 * (x @ x), dim=2)
+    import jax
+
+    with pytest.raises(ValueError, match="not understood"):
+        sf.sample(sf.ula(0.1), target, jax.random.key(0), 4, 5, progress=False, devices="everything")
+    with pytest.raises(TypeError, match="jax.Device"):
+        sf.sample(sf.ula(0.1), target, jax.random.key(0), 4, 5, progress=False, devices=["cpu:0"])
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_two_processes_give_the_one_process_trace(tmp_path):
+    reference = run_child(["single", str(tmp_path / "single.npz"), str(tmp_path / "single.zarr")], 1)
+    wait(reference)
+    port = str(free_port())
+    store = str(tmp_path / "distributed.zarr")
+    children = [run_child(["distributed", str(tmp_path / "dist.npz"), str(i), port, store], 2) for i in (0, 1)]
+    for child in children:
+        wait(child, timeout=300)
+    with np.load(tmp_path / "single.npz") as data:
+        single = dict(data)
+    for process in (0, 1):
+        with np.load(tmp_path / f"dist.npz.{process}.npz") as data:
+            distributed = dict(data)
+        assert distributed["num_devices"] == 4
+        same_run(single, distributed, "mala", "mala")
+        same_run(single, distributed, "mala", "mala_store")
+    stored = sf.load(store)
+    np.testing.assert_array_equal(stored.positions, single["mala/positions"])
