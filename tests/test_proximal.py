@@ -365,6 +365,7 @@ def test_mla_on_the_dirichlet_matches_its_closed_form():
 # ------------------------------------------------------------------ models
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "name",
     ["laplace", "laplace-10d", "laplace-gmm2", "laplace-mixture5", "bayesian-lasso", "truncated-laplace",
