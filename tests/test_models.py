@@ -20,15 +20,17 @@ from stochflow.models.gmm40 import GMM40_MEANS, GMM40_SD
 Z_TOL = 5.0
 N = 10_000
 # The smooth benchmark targets this file checks (the nonsmooth ones are checked in their own tests).
-SMOOTH = ["banana", "double-well", "funnel", "gaussian-aniso", "gaussian-aniso-100", "gmm40", "grid-gmm9",
+SMOOTH = ["banana", "double-well", "funnel", "gaussian-aniso-100", "gmm40", "grid-gmm9",
           "llp-gmm5", "many-well", "mixture-10d", "mixture-32d", "mixture-100d", "ring-gmm8"]
+# One target per log-density implementation for the score test (the mixtures share one).
+SCORE = ["banana", "double-well", "funnel", "gmm40", "many-well", "mixture-10d", "mixture-100d"]
 
 
 def _draws(target, n=N, seed=0):
     return np.asarray(target.sample(jax.random.key(seed), n), dtype=np.float64)
 
 
-@pytest.mark.parametrize("name", SMOOTH)
+@pytest.mark.parametrize("name", SCORE)
 def test_score_has_mean_zero_under_exact_samples(name):
     # Stein's identity E_p[grad log p] = 0: each coordinate's sample mean of the score
     # is within Z_TOL standard errors of 0 (a wrong log-density or sampler shifts it).
@@ -76,10 +78,10 @@ TWO_D = ["gmm40", "ring-gmm8", "grid-gmm9", "llp-gmm5", "banana", "double-well"]
 def test_2d_histogram_of_exact_samples_matches_normalised_density(name):
     # Bin masses of exp(logdensity - log_z) by a 10 x 10 midpoint rule inside each of
     # 24 x 24 bins (error O(h^2) ~ 1e-3 relative, far below the Poisson noise of a
-    # bin); chi-square against the counts of 50,000 exact samples. Since the density
+    # bin); chi-square against the counts of 30,000 exact samples. Since the density
     # is normalised by the stated log_z, this checks log_z too.
     target = sf.models.get(name)
-    n = 50_000
+    n = 30_000
     x = _draws(target, n, seed=2)
     lo, hi = np.quantile(x, 0.001, axis=0) - 1.0, np.quantile(x, 0.999, axis=0) + 1.0
     bins, sub = 24, 10
@@ -145,8 +147,8 @@ def test_double_well_log_z_by_independent_2d_quadrature():
 
 def test_rejection_bound_covers_the_double_well():
     # The envelope M q must dominate the normalised x1 density everywhere on a grid
-    # ten times finer than the one the bound was computed on.
-    grid = np.linspace(-10, 10, 4_000_001)
+    # 2.5 times finer than the one the bound was computed on.
+    grid = np.linspace(-10, 10, 1_000_001)
     q = wells._Q
     log_q = np.logaddexp(
         np.log(q["weights"][0]) + stats.norm.logpdf(grid, wells._PROPOSAL_MEANS[0], wells._PROPOSAL_SD),
