@@ -8,8 +8,11 @@ results to the ``.npz`` file OUT (``OUT.pid`` for process PROCESS_ID):
   a sharded run streamed to a store, and the refusals of bad ``devices``;
 * ``distributed``: one of two processes joined by ``jax.distributed.initialize``
   on 127.0.0.1:PORT (gloo CPU collectives), 2 devices each; runs MALA (with
-  warmup) over all 4 devices in memory, then streamed to STORE;
-* ``single``: the same MALA runs with one process and one device, the reference.
+  warmup) over all 4 devices in memory, then streamed to ``STORE.distributed``, then resumes the
+  two stores the ``single`` run left half done (``STORE.crashed-<k>``);
+* ``single``: the same MALA runs with one process and one device, the reference;
+  it also leaves two stores of the run crashed after commit 2 (in warmup) and 5
+  (in sampling), for the distributed processes to resume.
 """
 
 from __future__ import annotations
@@ -47,12 +50,47 @@ def fields(prefix: str, trace) -> dict[str, np.ndarray]:
     return out
 
 
-def mala_runs(devices, store) -> dict[str, np.ndarray]:
+MALA_RUN = dict(num_particles=8, num_steps=30, warmup=20, chunk_size=7, progress=False)
+CRASH_AFTER = (2, 5)  # commits: 7, 14 warmup steps | 20 (warmup done), 7, 14 draws, ...
+
+
+class Crash(Exception):
+    pass
+
+
+def crashed_store(path: str, after: int) -> None:
+    """Leave at ``path`` a store of the MALA run stopped right after commit ``after``."""
+    from stochflow.store import RunStore
+
+    commit, calls = RunStore.commit, []
+
+    def crashing(self, progress, state):
+        commit(self, progress, state)
+        calls.append(1)
+        if len(calls) == after:
+            raise Crash
+
+    RunStore.commit = crashing
+    try:
+        sf.sample(sf.mala(0.5), TARGET, KEY, store=path, **MALA_RUN)
+    except Crash:
+        pass
+    finally:
+        RunStore.commit = commit
+
+
+def mala_runs(devices, store, resume: bool = False) -> dict[str, np.ndarray]:
     sampler = sf.mala(0.5)
-    run = dict(num_particles=8, num_steps=30, warmup=20, chunk_size=7, progress=False)
-    out = fields("mala", sf.sample(sampler, TARGET, KEY, devices=devices, **run))
-    if store is not None:
-        out.update(fields("mala_store", sf.sample(sampler, TARGET, KEY, devices=devices, store=store, **run)))
+    out = fields("mala", sf.sample(sampler, TARGET, KEY, devices=devices, **MALA_RUN))
+    whole = f"{store}.{'distributed' if resume else 'single'}"
+    out.update(fields("mala_store", sf.sample(sampler, TARGET, KEY, devices=devices, store=whole, **MALA_RUN)))
+    for after in CRASH_AFTER:
+        if resume:
+            resumed = sf.sample(sampler, TARGET, KEY, devices=devices, store=f"{store}.crashed-{after}",
+                                resume=True, **MALA_RUN)
+            out.update(fields(f"mala_resumed_{after}", resumed))
+        else:
+            crashed_store(f"{store}.crashed-{after}", after)
     return out
 
 
@@ -103,7 +141,7 @@ if MODE == "layouts":
 elif MODE == "single":
     results = mala_runs(None, sys.argv[3])
 else:
-    results = mala_runs("all", sys.argv[5])
+    results = mala_runs("all", sys.argv[5], resume=True)
     results["num_devices"] = np.array(len(jax.devices()))
     OUT = f"{OUT}.{jax.process_index()}"
 np.savez(OUT, **results)
