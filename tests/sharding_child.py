@@ -102,11 +102,17 @@ def layouts(store: str) -> dict[str, np.ndarray]:
         "underdamped_ubu": (sf.underdamped(0.2, 1.0, scheme="ubu"), 0),
         "svgd": (sf.svgd(0.05), 0),
     }
-    layouts = {"one": None, "two": jax.devices()[:2], "all": "all"}
+    from jax.sharding import Mesh
+
+    grid = np.asarray(jax.devices()).reshape(4, 2)
+    layouts = {"one": None, "two": jax.devices()[:2], "all": "all",
+               "mesh_1d": Mesh(np.asarray(jax.devices()), ("batch",)),  # any name for a 1-D mesh
+               "mesh_2d": Mesh(grid, ("particles", "model"))}  # split over 4, replicated over 2
     out: dict[str, np.ndarray] = {}
     for name, (sampler, warmup) in samplers.items():
         for layout, devices in layouts.items():
-            if layout == "two" and name != "ula":  # one 2-device run is enough; compiling costs seconds
+            # The other layouts once each (compiling costs seconds): ULA and SVGD (collectives).
+            if layout not in ("one", "all") and name not in ("ula", "svgd"):
                 continue
             trace = sf.sample(sampler, TARGET, KEY, 16, 40, warmup=warmup, chunk_size=15,
                               progress=False, devices=devices)
@@ -125,7 +131,7 @@ def layouts(store: str) -> dict[str, np.ndarray]:
     before = len(traced)
     errors = []
     for devices, num_particles in (("all", 12), (jax.devices()[:3], 16), ("gpu", 16), ([0, 1], 16), ([], 16),
-                                   (jax.devices()[:1] * 2, 16), (7, 16)):
+                                   (jax.devices()[:1] * 2, 16), (7, 16), (Mesh(grid, ("a", "b")), 16)):
         try:
             sf.sample(sf.ula(0.1), counting, KEY, num_particles, 10, progress=False, devices=devices)
             errors.append("no error")

@@ -67,8 +67,9 @@ def test_chain_methods_bit_identical_on_8_devices(layouts, name):
     same_run(layouts, layouts, f"{name}/one", f"{name}/all")
 
 
-def test_ula_bit_identical_on_2_devices(layouts):
-    same_run(layouts, layouts, "ula/one", "ula/two")
+@pytest.mark.parametrize("layout", ["two", "mesh_1d", "mesh_2d"])
+def test_ula_bit_identical_on_device_lists_and_meshes(layouts, layout):
+    same_run(layouts, layouts, "ula/one", f"ula/{layout}")
 
 
 def test_sharded_run_streamed_to_a_store_matches_memory(layouts):
@@ -98,12 +99,13 @@ def test_svgd_matches_within_float32_rounding(layouts):
     # a Gaussian is non-expansive at this step size, so |diff| <= T * step * n * u * C with
     # C = 64 bounding sum|terms| / |sum| here. Shard-local sums (the wrong answer) move the
     # particles by O(step * T) = O(1).
-    one, sharded = layouts["svgd/one/positions"], layouts["svgd/all/positions"]
+    one = layouts["svgd/one/positions"]
     num_particles, num_steps = one.shape[:2]
     bound = num_steps * 0.05 * num_particles * FLOAT32_UNIT_ROUNDOFF * 64
-    diff = np.abs(one - sharded).max()
-    assert diff <= bound, (diff, bound)
-    np.testing.assert_array_equal(layouts["svgd/one/stats/n_grad"], layouts["svgd/all/stats/n_grad"])
+    for layout in ("all", "two", "mesh_1d", "mesh_2d"):
+        diff = np.abs(one - layouts[f"svgd/{layout}/positions"]).max()
+        assert diff <= bound, (layout, diff, bound)
+        np.testing.assert_array_equal(layouts["svgd/one/stats/n_grad"], layouts[f"svgd/{layout}/stats/n_grad"])
 
 
 def test_chunks_reuse_one_sharded_program(layouts):
@@ -122,6 +124,7 @@ def test_bad_devices_refused_before_compiling(layouts):
     assert errors[4].startswith("ValueError") and "no device" in errors[4]
     assert errors[5].startswith("ValueError") and "twice" in errors[5]
     assert errors[6].startswith("TypeError")
+    assert errors[7].startswith("ValueError") and "'particles'" in errors[7]
     assert layouts["traced_by_refusals"] == 0
 
 
