@@ -24,6 +24,13 @@ which commits after every chunk (warmup chunks too) so that
 ``resume=True`` continues a killed run from its last committed chunk. Since
 each step's key depends only on its global index, the resumed run's draws,
 stats and counts are those of an uninterrupted run, bit for bit.
+
+With ``devices=`` the particle axis of the state and of each chunk's draws is
+split over a mesh (:mod:`stochflow.sharding`) and every chunk runs as one SPMD
+program; the host gathers each chunk's draws as before. Under
+``jax.distributed`` every process runs the same driver: the gathers are
+collectives, the draws reach every process, and with a store process 0 alone
+writes it (the others only join the gathers, and open the store at the end).
 """
 
 from __future__ import annotations
