@@ -26,8 +26,8 @@ ROOT = CHILD.parent.parent
 FLOAT32_UNIT_ROUNDOFF = 2.0**-24
 
 
-def run_child(args: list[str], device_count: int, timeout: float = 240) -> subprocess.Popen:
-    env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={device_count}",
+def run_child(args: list[str], device_count: int, extra_flags: str = "") -> subprocess.Popen:
+    env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={device_count} {extra_flags}",
                PYTHONPATH=str(ROOT), JAX_PLATFORMS="cpu")
     return subprocess.Popen([sys.executable, str(CHILD), *args], env=env, cwd=str(ROOT),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -78,8 +78,9 @@ def test_sharded_run_streamed_to_a_store_matches_memory(layouts):
 
 def test_underdamped_baoab_within_float32_rounding(layouts):
     # BAOAB's GSPMD-partitioned program rounds some positions 1 ulp differently from the
-    # one-device program (same ops; XLA fuses the partitioned program differently; UBU,
-    # ULA and MALA agree bit for bit). On this Gaussian the splitting contracts, so the
+    # one-device program: XLA fuses the partitioned program differently, and LLVM contracts
+    # a different set of multiply-adds into FMA instructions (without FMA the runs agree bit
+    # for bit: test_underdamped_baoab_bit_identical_without_fma). UBU, ULA and MALA agree. On this Gaussian the splitting contracts, so the
     # differences do not grow faster than one rounding per step and coordinate: after T
     # steps |diff| <= T * 4u * max|x| (4 roundings per step: the two B and A updates).
     # A kernel that used wrong noise or a wrong key would differ by O(1).
@@ -89,6 +90,18 @@ def test_underdamped_baoab_within_float32_rounding(layouts):
     for name in ("n_grad", "diverging"):
         np.testing.assert_array_equal(layouts[f"underdamped_baoab/one/stats/{name}"],
                                       layouts[f"underdamped_baoab/all/stats/{name}"])
+
+
+@pytest.mark.slow
+def test_underdamped_baoab_bit_identical_without_fma(tmp_path):
+    # The same runs with XLA's CPU code limited to AVX (no FMA instructions): then the only
+    # difference left between the partitioned and one-device programs, FMA contraction, is
+    # gone, and BAOAB's sharded draws are the one-device draws bit for bit.
+    out = tmp_path / "nofma.npz"
+    wait(run_child(["layouts", str(out), str(tmp_path / "run.zarr")], 8, "--xla_cpu_max_isa=AVX"))
+    with np.load(out) as data:
+        results = dict(data)
+    same_run(results, results, "underdamped_baoab/one", "underdamped_baoab/all")
 
 
 def test_svgd_matches_within_float32_rounding(layouts):
