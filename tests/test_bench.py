@@ -18,7 +18,7 @@ def _rows(path):
 
 
 def test_small_bench_writes_report_csv_plots_and_reuses_its_cache(tmp_path, capsys):
-    argv = ["bench", "--samplers", "ula", "--targets", "grid-gmm9", "--budget", "100", "200", "--seeds", "1",
+    argv = ["bench", "--samplers", "ula", "--targets", "grid-gmm9", "--budget", "100", "200", "--seeds", "1", "--jobs", "1",
             "--particles", "16", "--out", str(tmp_path), "--no-progress"]
     assert cli.main(argv) == 0
     report = (tmp_path / "report.md").read_text()

@@ -44,6 +44,8 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--particles", type=int, default=None,
                        help=f"particles / chains per run (default {QUICK_PARTICLES} quick, {FULL_PARTICLES} full)")
     bench.add_argument("--out", default="bench-out", help="directory for report.md, results.csv, plots and the cache")
+    bench.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),
+                       help="worker processes (default: 2, or 1 on a 1-core machine)")
     bench.add_argument("--no-cache", action="store_true", help="rerun every cell even if cached")
     bench.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     bench.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -59,8 +61,8 @@ def _header(args, command: str, elapsed: float, targets, budgets, seeds, particl
         "# stochflow benchmark",
         "",
         f"`{command}` — stochflow {__version__}, {machine}, "
-        f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC; {elapsed:.0f} s "
-        f"({total - cached} runs, {cached} reused from the cache).",
+        f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC; {elapsed:.0f} s with "
+        f"{args.jobs} worker(s) ({total - cached} runs, {cached} reused from the cache).",
         "",
         f"Each run: N = {particles} particles, the budget is gradient evaluations per particle "
         f"({', '.join(map(str, budgets))}), {len(seeds)} seed(s). The sample judged is the N particles' final "
@@ -88,6 +90,8 @@ def bench(args: argparse.Namespace) -> int:
         raise ValueError("--budget must be at least 10 gradient evaluations per particle.")
     seeds = list(range(args.seeds or 1))
     particles = args.particles or (QUICK_PARTICLES if args.quick else FULL_PARTICLES)
+    if args.jobs < 1:
+        raise ValueError("--jobs must be at least 1.")
     if particles < 8:
         raise ValueError("--particles must be at least 8.")
     devices = "all" if args.devices == "all" else None
@@ -100,7 +104,7 @@ def bench(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     rows, finals, skipped = run_grid(samplers, targets, budgets, seeds, progress=not args.no_progress,
                                      num_particles=particles, cache=None if args.no_cache else out / "cache",
-                                     devices=devices)
+                                     jobs=args.jobs, devices=devices)
     elapsed = time.perf_counter() - start
     cached = sum(bool(r.pop("cached", False)) for r in rows)
     command = "stochflow " + " ".join(sys.argv[1:]) if sys.argv[0].endswith("stochflow") else "stochflow bench"

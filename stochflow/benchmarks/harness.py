@@ -131,7 +131,7 @@ def _keys(seed: int):
     return run_key, reference_key, floor_key
 
 
-def _run_chain(spec: SamplerSpec, plan, target, target_name, budget, key, num_particles):
+def _run_chain(spec: SamplerSpec, plan, target, target_name, budget, key, num_particles, devices=None):
     steps = max(budget // (plan.grads_per_step or spec.grads_per_step), 2)
     # A sampler that adapts gets a warmup phase (the first fifth). One that does not runs
     # all its steps in one phase (one compiled program fewer); the first fifth of its
@@ -143,18 +143,18 @@ def _run_chain(spec: SamplerSpec, plan, target, target_name, budget, key, num_pa
     init_key, run_key = jax.random.split(key)
     init = start_positions(target_name, target, init_key, num_particles)
     trace = sample(plan.sampler, target, run_key, num_particles=num_particles, num_steps=num_steps,
-                   warmup=warmup, thin=thin, init=init, progress=False)
+                   warmup=warmup, thin=thin, init=init, progress=False, devices=devices)
     return trace, {"burn_in_draws": 0 if adapts else trace.num_draws // WARMUP_FRACTION}
 
 
 NUTS_CHUNK = 10  # steps per compiled chunk, the same in the pilot and the real run (one program for both)
 
 
-def _run_nuts(spec, plan, target, target_name, budget, key, num_particles):
+def _run_nuts(spec, plan, target, target_name, budget, key, num_particles, devices=None):
     init_key, run_key = jax.random.split(key)
     init = start_positions(target_name, target, init_key, num_particles)
     kwargs = dict(num_particles=num_particles, warmup=NUTS_PILOT_WARMUP, init=init, progress=False,
-                  chunk_size=NUTS_CHUNK)
+                  chunk_size=NUTS_CHUNK, devices=devices)
     pilot = sample(plan.sampler, target, run_key, num_steps=NUTS_CHUNK, **kwargs)
     warmup_cost = pilot.metadata.get("n_grad_warmup", 0) / num_particles
     per_step = max(float(np.mean(pilot.stats["n_grad"])), 1.0)
@@ -163,8 +163,8 @@ def _run_nuts(spec, plan, target, target_name, budget, key, num_particles):
     return trace, {"pilot_grads_per_step": per_step, "burn_in_draws": 0}
 
 
-def _run_transport(spec, plan, target, target_name, budget, key, num_particles):
-    trace = sample(plan.sampler, target, key, num_particles=num_particles, progress=False)
+def _run_transport(spec, plan, target, target_name, budget, key, num_particles, devices=None):
+    trace = sample(plan.sampler, target, key, num_particles=num_particles, progress=False, devices=devices)
     return trace, {}
 
 
@@ -176,7 +176,7 @@ def snf_path_cost(settings: dict) -> int:
     return blocks * (settings["num_steps"] + 1) + 1
 
 
-def _run_flow(spec, plan, target, target_name, budget, key, num_particles):
+def _run_flow(spec, plan, target, target_name, budget, key, num_particles, devices=None):
     settings = plan.settings
     from ..flows import realnvp_snf_layers
 
@@ -188,7 +188,8 @@ def _run_flow(spec, plan, target, target_name, budget, key, num_particles):
     iterations = max(int((budget - per_path) * num_particles / (batch * per_path)), 1)
     flow = stochflow.fit_snf(target, train_key, layers, num_iterations=iterations, batch_size=batch,
                              learning_rate=settings["learning_rate"], progress=False)
-    trace = sample(stochflow.snf(flow), target, sample_key, num_particles=num_particles, num_steps=1, progress=False)
+    trace = sample(stochflow.snf(flow), target, sample_key, num_particles=num_particles, num_steps=1, progress=False,
+                   devices=devices)
     measured = float(np.mean(trace.stats["n_grad"]))  # the flow's own count, reported
     return trace, {"train_iterations": iterations, "n_grad_training": iterations * batch * measured / num_particles}
 
@@ -203,8 +204,10 @@ def run_one(
     seed: int,
     num_particles: int = 128,
     reference: Optional[np.ndarray] = None,
+    devices=None,
 ) -> tuple[dict, np.ndarray]:
-    """One cell: returns (CSV row, final positions (N, d))."""
+    """One cell: returns (CSV row, final positions (N, d)). ``devices`` goes to ``sf.sample``
+    (the particles sharded over them; SNF trains on one device)."""
     spec = SAMPLERS[sampler_name]
     target = get_target(target_name)
     plan = get_plan(sampler_name, target_name, budget)
@@ -214,7 +217,7 @@ def run_one(
     start = time.perf_counter()
     with warnings.catch_warnings():  # divergences are counted in the row; the driver's warning would repeat it
         warnings.simplefilter("ignore", RuntimeWarning)
-        trace, extra = _RUNNERS[spec.kind](spec, plan, target, target_name, budget, run_key, num_particles)
+        trace, extra = _RUNNERS[spec.kind](spec, plan, target, target_name, budget, run_key, num_particles, devices)
     wall = time.perf_counter() - start
     final = np.asarray(trace.positions[:, -1, :], np.float64)
     n_grad = trace.n_grad_total / num_particles + extra.pop("n_grad_training", 0.0)
@@ -294,6 +297,21 @@ def grid_cells(samplers: Iterable[str], targets: Iterable[str], budgets: Iterabl
     return cells, skipped
 
 
+@functools.lru_cache(maxsize=None)
+def _reference(target_name: str, seed: int, num_particles: int) -> np.ndarray:
+    _, reference_key, _ = _keys(seed)
+    return exact_batch(get_target(target_name), reference_key, num_particles)
+
+
+def run_cell(cell: tuple) -> tuple[dict, np.ndarray]:
+    """Run one (sampler, target, budget, seed, N) cell; the floor row for sampler ``exact (floor)``."""
+    sampler_name, target_name, budget, seed, num_particles, devices = cell
+    reference = _reference(target_name, seed, num_particles)
+    if sampler_name == "exact (floor)":
+        return floor_row(target_name, seed, num_particles, reference)
+    return run_one(sampler_name, target_name, budget, seed, num_particles, reference, devices)
+
+
 def run_grid(
     samplers: Iterable[str],
     targets: Iterable[str],
@@ -302,42 +320,60 @@ def run_grid(
     progress: bool = True,
     num_particles: int = 128,
     cache: Optional[pathlib.Path] = None,
+    jobs: int = 1,
+    devices=None,
 ) -> tuple[list[dict], dict, dict]:
     """Every applicable cell plus a floor row per (target, seed).
 
     Returns (rows, final samples of seed 0 at the largest budget keyed by
     (target, sampler), samplers skipped per target as not applicable).
-    Rows found in ``cache`` (same cell key) are reused, not rerun.
+    Rows found in ``cache`` (same cell key) are reused, not rerun. With
+    ``jobs > 1`` the cells run in that many worker processes (XLA compiles on
+    one core, so two workers keep two cores busy); results do not depend on it.
+    ``devices`` goes to ``sf.sample`` in every run (see :func:`run_one`).
     """
     from tqdm.auto import tqdm
 
     samplers, targets, budgets, seeds = list(samplers), list(targets), list(budgets), list(seeds)
     cells, skipped = grid_cells(samplers, targets, budgets, seeds)
-    floors = [("exact (floor)", t, 0, s) for t in targets for s in seeds]
+    cells = [("exact (floor)", t, 0, s) for t in targets for s in seeds] + cells
+    results: dict[tuple, tuple[dict, np.ndarray]] = {}
+    keys = {cell: cell_key(*cell, num_particles) for cell in cells}
+    todo = []
+    for cell in cells:
+        found = _cached(cache, keys[cell])
+        if found is None:
+            todo.append(cell)
+        else:
+            found[0]["cached"] = True
+            results[cell] = found
+    with tqdm(total=len(cells), initial=len(results), disable=not progress, desc="bench", unit="run") as bar:
+        def finish(cell, found):
+            _store(cache, keys[cell], *found)
+            found[0]["cached"] = False
+            results[cell] = found
+            bar.set_postfix_str(f"{cell[0]} on {cell[1]} ({cell[2]})", refresh=False)
+            bar.update()
+
+        if jobs > 1 and len(todo) > 1:
+            import concurrent.futures
+            import multiprocessing
+
+            context = multiprocessing.get_context("spawn")  # JAX does not survive fork
+            with concurrent.futures.ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+                futures = {pool.submit(run_cell, (*cell, num_particles, devices)): cell for cell in todo}
+                for future in concurrent.futures.as_completed(futures):
+                    finish(futures[future], future.result())
+        else:
+            for cell in todo:
+                finish(cell, run_cell((*cell, num_particles, devices)))
     rows, finals = [], {}
-    references: dict[tuple, np.ndarray] = {}
-    with tqdm(floors + cells, disable=not progress, desc="bench", unit="run") as bar:
-        for sampler_name, target_name, budget, seed in bar:
-            bar.set_postfix_str(f"{sampler_name} on {target_name} ({budget})", refresh=True)
-            key = cell_key(sampler_name, target_name, budget, seed, num_particles)
-            found = _cached(cache, key)
-            if found is None:
-                if (target_name, seed) not in references:
-                    _, reference_key, _ = _keys(seed)
-                    references[(target_name, seed)] = exact_batch(get_target(target_name), reference_key, num_particles)
-                reference = references[(target_name, seed)]
-                if sampler_name == "exact (floor)":
-                    found = floor_row(target_name, seed, num_particles, reference)
-                else:
-                    found = run_one(sampler_name, target_name, budget, seed, num_particles, reference)
-                _store(cache, key, *found)
-                found[0]["cached"] = False
-            else:
-                found[0]["cached"] = True
-            row, final = found
-            rows.append(row)
-            if seed == seeds[0] and budget in (0, max(budgets)):
-                finals[(target_name, sampler_name)] = final
+    for cell in cells:
+        row, final = results[cell]
+        rows.append(row)
+        sampler_name, target_name, budget, seed = cell
+        if seed == seeds[0] and budget in (0, max(budgets)):
+            finals[(target_name, sampler_name)] = final
     return rows, finals, skipped
 
 
