@@ -151,6 +151,22 @@ def test_unknown_devices_value_in_process():
         sf.sample(sf.ula(0.1), target, jax.random.key(0), 4, 5, progress=False, devices=["cpu:0"])
 
 
+def test_one_device_mesh_is_the_unsharded_run():
+    # In this (one-device) test process "all" is a 1-device mesh: the sharded code path,
+    # which must give the devices=None trace bit for bit.
+    import jax
+    import jax.numpy as jnp
+
+    target = sf.Target(lambda x: -0.5 * jnp.sum(x**2), dim=2, name="gauss-2d")
+    run = dict(num_particles=4, num_steps=12, warmup=6, chunk_size=5, progress=False)
+    plain = sf.sample(sf.mala(0.5), target, jax.random.key(1), **run)
+    for devices in ("all", jax.devices()[:1]):
+        sharded = sf.sample(sf.mala(0.5), target, jax.random.key(1), devices=devices, **run)
+        np.testing.assert_array_equal(plain.positions, sharded.positions)
+        for name in plain.stats:
+            np.testing.assert_array_equal(plain.stats[name], sharded.stats[name])
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
