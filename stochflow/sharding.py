@@ -28,8 +28,8 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-__all__ = ["PARTICLE_AXIS", "resolve_mesh", "check_divisible", "shard_tree", "constrain_tree", "to_host",
-           "is_multiprocess"]
+__all__ = ["PARTICLE_AXIS", "Devices", "resolve_mesh", "particle_axis", "num_shards", "check_divisible",
+           "shard_tree", "constrain_tree", "is_multiprocess", "to_host", "tree_to_host"]
 
 PARTICLE_AXIS = "particles"
 
