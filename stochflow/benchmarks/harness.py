@@ -60,7 +60,10 @@ moment_errors = metrics.moment_errors
 
 WARMUP_FRACTION = 5  # a fifth of a chain's steps are warmup
 MAX_DRAWS = 200  # recorded draws per chain (for ESS)
-NUTS_PILOT_WARMUP = 100  # NUTS warmup transitions (also those of the pilot)
+def nuts_warmup(budget: int) -> int:
+    """NUTS warmup transitions: budget / 100, between 10 and 100 (a transition costs tens of
+    gradients on the harder targets, so a fixed 100 would eat a small budget whole)."""
+    return int(np.clip(budget // 100, 10, 100))
 CACHE_VERSION = 1  # bump when a metric's definition changes
 
 METRIC_KEYS = ["mean_err", "cov_err", "w2", "energy", "mmd", "ksd", "mode_tv", "emc", "modes_visited",
@@ -153,12 +156,12 @@ NUTS_CHUNK = 10  # steps per compiled chunk, the same in the pilot and the real 
 def _run_nuts(spec, plan, target, target_name, budget, key, num_particles, devices=None):
     init_key, run_key = jax.random.split(key)
     init = start_positions(target_name, target, init_key, num_particles)
-    kwargs = dict(num_particles=num_particles, warmup=NUTS_PILOT_WARMUP, init=init, progress=False,
+    kwargs = dict(num_particles=num_particles, warmup=nuts_warmup(budget), init=init, progress=False,
                   chunk_size=NUTS_CHUNK, devices=devices)
     pilot = sample(plan.sampler, target, run_key, num_steps=NUTS_CHUNK, **kwargs)
     warmup_cost = pilot.metadata.get("n_grad_warmup", 0) / num_particles
     per_step = max(float(np.mean(pilot.stats["n_grad"])), 1.0)
-    steps = max(int((budget - warmup_cost) / per_step), NUTS_CHUNK)
+    steps = max(int((budget - warmup_cost) / per_step), NUTS_CHUNK)  # at least one chunk, even over budget
     trace = sample(plan.sampler, target, run_key, num_steps=steps, **kwargs)
     return trace, {"pilot_grads_per_step": per_step, "burn_in_draws": 0}
 

@@ -24,8 +24,9 @@ underdamped-*           h = 0.5 s_loc (about 12 steps per period of the stiffest
                         direction), friction 1 / s_glob (critical damping of the
                         softest direction, where mixing is slowest).
 blackjax-nuts           h0 = s_loc, dual averaging to acceptance 0.8 (Stan's
-                        default) in warmup; tree depth <= 7 (<= 127 gradients per
-                        transition), so a transition fits small budgets.
+                        default) in warmup (budget / 100 transitions, 10 to 100); tree
+                        depth <= 7 (<= 127 gradients per transition), so a transition
+                        fits small budgets.
 blackjax-hmc            h0 = s_loc, dual averaging to 0.8; L = clip(s_glob / s_loc,
                         4, 32) leapfrog steps: a trajectory of about one s_glob.
 blackjax-mclmc          L = sqrt(d) s_glob, h = 0.25 sqrt(d) s_loc: BlackJAX's own
