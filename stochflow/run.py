@@ -47,7 +47,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from . import sharding
-from .samplers.base import Sampler, check_positions
+from .samplers.base import Sampler, check_int, check_positions
 from .store import Progress, RunStore
 from .target import Target, default_dtype
 from .trace import Trace, run_metadata
@@ -83,14 +83,6 @@ def default_init(target: Target, key: Array, num_particles: int) -> Array:
     return draws
 
 
-def _check_int(name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an int, got {value!r}.")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}.")
-    return int(value)
-
-
 def _check_key(key: Any) -> Array:
     try:
         is_typed = jnp.issubdtype(key.dtype, jax.dtypes.prng_key)
@@ -114,7 +106,7 @@ def _resolve_num_steps(sampler: Sampler, num_steps: Optional[int]) -> int:
         return sampler.num_steps
     if num_steps is None:
         raise ValueError(f"num_steps is required for {sampler.name}.")
-    return _check_int("num_steps", num_steps, 1)
+    return check_int("num_steps", num_steps, 1)
 
 
 def _check_start(target: Target, positions: Array) -> np.ndarray:
@@ -388,15 +380,15 @@ def sample(
         raise TypeError(f"target must be a stochflow Target, got {type(target).__name__}.")
     key = _check_key(key)
     num_steps = _resolve_num_steps(sampler, num_steps)
-    warmup = _check_int("warmup", warmup, 0)
-    thin = _check_int("thin", thin, 1)
+    warmup = check_int("warmup", warmup, 0)
+    thin = check_int("thin", thin, 1)
     if thin > num_steps:
         raise ValueError(f"thin={thin} is larger than num_steps={num_steps}: no draw would be recorded.")
     if init is not None and num_particles is None:
         num_particles = getattr(init, "shape", (4,))[0]
-    num_particles = _check_int("num_particles", 4 if num_particles is None else num_particles, 1)
+    num_particles = check_int("num_particles", 4 if num_particles is None else num_particles, 1)
     if chunk_size is not None:
-        chunk_size = _check_int("chunk_size", chunk_size, 1)
+        chunk_size = check_int("chunk_size", chunk_size, 1)
     if store is None and resume:
         raise ValueError("resume=True needs store=path: only a run stored on disk can be resumed.")
     if store is not None and not isinstance(store, (str, os.PathLike)):

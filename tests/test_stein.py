@@ -88,7 +88,6 @@ def brute_svmd(name, h, theta, scores, mirror, threshold, jitter=1e-5):
 
     half = (v * root_mu) @ v.T
     hessians = jax.vmap(lambda p: dense(mirror.hessian_matvec, p))(theta)
-    inverse = jax.vmap(lambda p: dense(mirror.inverse_hessian_matvec, p))(theta)
 
     def kernel_times_inverse(point, l, kk):
         # K_t(theta_k, point) H(point)^{-1}, with u(point) valued as v_l but differentiated as Nystrom.

@@ -6,7 +6,6 @@ the same key must agree bit for bit, stats and counts included.
 """
 
 import json
-import os
 import pathlib
 import re
 import shutil

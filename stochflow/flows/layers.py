@@ -49,9 +49,8 @@ from typing import Any, Callable, Optional, Union
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-from ..samplers.base import check_positive
+from ..samplers.base import check_int, check_positive
 from ..samplers.langevin import LangevinState, all_finite, langevin_proposal, langevin_state
 from ..target import Target
 
@@ -87,14 +86,6 @@ def interpolated_logdensity(target: Target, lam: float) -> Callable[[Array], Arr
     return lambda x: -(1.0 - lam) * prior_energy(x) + lam * target.logdensity(x)
 
 
-def _check_int(name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an int, got {value!r}.")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}.")
-    return int(value)
-
-
 def _check_lam(lam: Any) -> float:
     try:
         lam = float(lam)
@@ -128,8 +119,8 @@ class RealNVP:
     kind: str = dataclasses.field(default="realnvp", init=False)
 
     def __post_init__(self) -> None:
-        _check_int("RealNVP width", self.width, 1)
-        _check_int("RealNVP depth", self.depth, 0)
+        check_int("RealNVP width", self.width, 1)
+        check_int("RealNVP depth", self.depth, 0)
         if self.mask is not None:
             mask = tuple(int(m) for m in self.mask)
             if any(m not in (0, 1) for m in mask):
@@ -164,7 +155,7 @@ class _StochasticSpec:
     lam: float
 
     def __post_init__(self) -> None:
-        _check_int(f"{type(self).__name__} num_steps", self.num_steps, 1)
+        check_int(f"{type(self).__name__} num_steps", self.num_steps, 1)
         object.__setattr__(self, "step_size", check_positive(f"{type(self).__name__} step_size", self.step_size))
         object.__setattr__(self, "lam", _check_lam(self.lam))
 

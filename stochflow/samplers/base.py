@@ -26,6 +26,7 @@ from typing import Any, Callable, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from ..target import Target
 
@@ -35,7 +36,7 @@ Info = Any
 InitFn = Callable[[Target, Array, Array], State]
 StepFn = Callable[[Target, State, Array], tuple[State, Info]]
 
-__all__ = ["Sampler", "independent_chains", "check_positive", "check_positions"]
+__all__ = ["Sampler", "independent_chains", "check_positive", "check_int", "check_positions"]
 
 
 class Sampler(NamedTuple):
@@ -79,6 +80,15 @@ def check_positive(name: str, value: Any) -> float:
     if not math.isfinite(number) or number <= 0.0:
         raise ValueError(f"{name} must be a finite positive number, got {value!r}.")
     return number
+
+
+def check_int(name: str, value: Any, minimum: int) -> int:
+    """An int (not a bool) at least ``minimum``, or a TypeError/ValueError saying which was wrong."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an int, got {value!r}.")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}.")
+    return int(value)
 
 
 def check_positions(target: Target, positions: Any) -> Array:

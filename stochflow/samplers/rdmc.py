@@ -106,7 +106,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..target import Target
-from .base import Sampler, check_positive, independent_chains
+from .base import Sampler, check_int, check_positive, independent_chains
 from .langevin import all_finite, ula
 
 Array = jax.Array
@@ -142,14 +142,6 @@ class ScoreEstimate(NamedTuple):
 def uniform_schedule(end_time: float, num_steps: int) -> np.ndarray:
     """Forward times ``T = t_0 > t_1 > ... > t_K = 0`` on the uniform grid (step ``T/K``)."""
     return np.linspace(float(end_time), 0.0, int(num_steps) + 1)
-
-
-def _check_int(name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an int, got {value!r}.")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}.")
-    return int(value)
 
 
 def _check_inner(inner: Any) -> Sampler:
@@ -274,9 +266,9 @@ def _check_inner_settings(
     inner, inner_steps, inner_particles, inner_init, importance_proposals, inner_burnin
 ) -> _InnerSettings:
     inner = _check_inner(ula(0.5) if inner is None else inner)
-    inner_steps = _check_int("inner_steps", inner_steps, 1)
-    inner_particles = _check_int("inner_particles", inner_particles, 1)
-    importance_proposals = _check_int("importance_proposals", importance_proposals, 1)
+    inner_steps = check_int("inner_steps", inner_steps, 1)
+    inner_particles = check_int("inner_particles", inner_particles, 1)
+    importance_proposals = check_int("importance_proposals", importance_proposals, 1)
     if inner_init not in _INNER_INITS:
         raise ValueError(f"inner_init must be one of {_INNER_INITS}, got {inner_init!r}.")
     burnin = float(inner_burnin)
@@ -378,7 +370,7 @@ def rdmc(
         end_time = float(end_time) if isinstance(end_time, (int, float, np.floating)) else end_time
         if not isinstance(end_time, float) or not math.isfinite(end_time) or end_time <= 0.0:
             raise ValueError(f"end_time T must be a finite number > 0, got {end_time!r}.")
-        num_steps = _check_int("num_steps", num_steps, 1)
+        num_steps = check_int("num_steps", num_steps, 1)
         schedule = uniform_schedule(end_time, num_steps)
     else:
         schedule = _check_schedule(times)

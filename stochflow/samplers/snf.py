@@ -43,7 +43,7 @@ from tqdm.auto import tqdm
 from ..flows.flow import StochasticFlow, build_flow
 from ..flows.layers import MALA, Langevin, Metropolis, RealNVP, spec_from_dict
 from ..target import Target
-from .base import Sampler, check_positive, check_positions
+from .base import Sampler, check_int, check_positive, check_positions
 
 Array = jax.Array
 MLWeight = Union[float, Callable[[Array], Array]]
@@ -125,14 +125,6 @@ def snf(flow: StochasticFlow) -> Sampler:
 
 
 # --------------------------------------------------------------------------- training
-
-
-def _check_int(name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an int, got {value!r}.")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}.")
-    return int(value)
 
 
 def _initial_flow(layers: Any, target: Target, key: Array) -> StochasticFlow:
@@ -310,8 +302,8 @@ def fit_snf(
     from ..run import _check_key
 
     key = _check_key(key)
-    num_iterations = _check_int("num_iterations", num_iterations, 1)
-    batch_size = _check_int("batch_size", batch_size, 1)
+    num_iterations = check_int("num_iterations", num_iterations, 1)
+    batch_size = check_int("batch_size", batch_size, 1)
     optimizer, rate = _check_optimizer(optimizer, learning_rate)
     data = _check_samples(samples, target.dim)
     schedule, beta_record = _ml_schedule(ml_weight, data is not None)

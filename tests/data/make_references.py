@@ -13,7 +13,6 @@ import sys
 
 import arviz as az
 import jax
-import numpy as np
 from numpyro.infer import MCMC, NUTS
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
