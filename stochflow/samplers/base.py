@@ -36,7 +36,7 @@ Info = Any
 InitFn = Callable[[Target, Array, Array], State]
 StepFn = Callable[[Target, State, Array], tuple[State, Info]]
 
-__all__ = ["Sampler", "independent_chains", "check_positive", "check_int", "check_positions"]
+__all__ = ["Sampler", "independent_chains", "check_positive", "check_int", "check_positions", "check_in_domain"]
 
 
 class Sampler(NamedTuple):
@@ -143,3 +143,20 @@ def independent_chains(
         warmup_step=None if warmup_step_one is None else batched(warmup_step_one),
         end_warmup=None if end_warmup_one is None else jax.vmap(end_warmup_one),
     )
+
+
+def check_in_domain(name: str, mirror: Any, positions: Array) -> None:
+    """Refuse starts outside ``mirror``'s domain with a ValueError naming them.
+
+    Skipped when ``positions`` are traced (inside a jitted ``init``), where their
+    values are unknown; the driver checks concrete starts before it compiles.
+    """
+    if isinstance(positions, jax.core.Tracer):
+        return
+    outside = np.flatnonzero(~np.asarray(jax.vmap(mirror.in_domain)(positions)))
+    if outside.size:
+        raise ValueError(
+            f"{name}: {outside.size} starting position(s) lie outside the domain of the "
+            f"{mirror.name!r} mirror map (particles {outside[:10].tolist()}); start strictly inside "
+            "it, e.g. with sf.default_init (which maps dual draws through grad_conj)."
+        )

@@ -67,7 +67,7 @@ import numpy as np
 
 from ..geometry.mirrors import MirrorMap
 from ..target import Target
-from .base import Sampler, check_positive, check_positions, independent_chains
+from .base import Sampler, check_in_domain, check_positive, check_positions, independent_chains
 
 Array = jax.Array
 
@@ -157,24 +157,13 @@ def _resolve_mirror(name: str, mirror: Optional[MirrorMap], target: Target) -> M
     return chosen
 
 
-def _check_start_in_domain(name: str, mirror: MirrorMap, positions: Array) -> None:
-    inside = np.asarray(jax.vmap(mirror.in_domain)(positions))
-    outside = np.flatnonzero(~inside)
-    if outside.size:
-        raise ValueError(
-            f"{name}: {outside.size} starting position(s) lie outside the domain of the "
-            f"{mirror.name!r} mirror map (particles {outside[:10].tolist()}); start strictly inside "
-            "it, e.g. with sf.default_init (which maps dual draws through grad_conj)."
-        )
-
-
 def _with_domain_check(name: str, sampler: Sampler, mirror_of: Callable[[Target], MirrorMap]) -> Sampler:
     """Check, before any tracing, that every start lies inside the mirror map's domain."""
     base_init = sampler.init
 
     def init(target: Target, positions: Array, key: Array):
         positions = check_positions(target, positions)
-        _check_start_in_domain(name, mirror_of(target), positions)
+        check_in_domain(name, mirror_of(target), positions)
         return base_init(target, positions, key)
 
     return sampler._replace(init=init)

@@ -103,7 +103,7 @@ from ..diagnostics.kernels import (
     squared_distances,
 )
 from ..target import Target
-from .base import Sampler, check_positions, check_positive
+from .base import Sampler, check_in_domain, check_positions, check_positive
 
 Array = jax.Array
 
@@ -389,10 +389,6 @@ def _info(logdensity: Array, ok: Array, h: Array) -> SteinInfo:
     )
 
 
-def _is_traced(array: Any) -> bool:
-    return isinstance(array, jax.core.Tracer)
-
-
 # --------------------------------------------------------------------------- SVGD
 
 
@@ -479,19 +475,6 @@ def _mirror_of(sampler_mirror: Any, target: Target, method: str) -> Any:
     return mirror
 
 
-def _check_in_domain(mirror: Any, positions: Array) -> None:
-    if _is_traced(positions):
-        return
-    inside = np.asarray(jax.vmap(mirror.in_domain)(positions))
-    outside = np.flatnonzero(~inside)
-    if outside.size:
-        raise ValueError(
-            f"{outside.size} initial particle(s) lie outside the domain of the {mirror.name} mirror map "
-            f"(particles {outside[:10].tolist()}); start every particle strictly inside it "
-            "(e.g. map dual points in with mirror.grad_conj)."
-        )
-
-
 def _mirrored_sampler(
     name: str,
     direction: Callable[[Array, Array, Array, KernelParams, Any], Array],
@@ -511,7 +494,7 @@ def _mirrored_sampler(
         positions = check_positions(target, positions)
         mirror_map = _mirror_of(mirror, target, name)
         _check_mirror(mirror_map)
-        _check_in_domain(mirror_map, positions)
+        check_in_domain(name, mirror_map, positions)
         dual = jax.vmap(mirror_map.grad)(positions)
         logdensity, grad = _logdensity_and_grad(target, positions)
         return MirrorSteinState(positions, dual, logdensity, grad, opt.init(dual))
