@@ -50,6 +50,7 @@ import numpy as np
 import stochflow
 
 from ..diagnostics import metrics
+from ..diagnostics.importance import importance_log_z
 from ..models import get as _build_target
 from ..run import sample
 from .specs import SAMPLERS, SamplerSpec, start_positions, target_scales
@@ -239,7 +240,7 @@ def run_one(
             kept = np.asarray(trace.positions)[:, burn_in:]
             row["ess_per_1k"] = 1000.0 * metrics.ess_per_grad(kept, trace.n_grad_total)
     if "log_weight" in trace.stats and getattr(target, "log_z", None) is not None:
-        estimate = metrics.log_z_from_log_weights(np.asarray(trace.stats["log_weight"])[:, -1])
+        estimate = importance_log_z(np.asarray(trace.stats["log_weight"])[:, -1]).value
         row["log_z_err"] = float(metrics.log_z_error(estimate, target.log_z))
     return row, final
 

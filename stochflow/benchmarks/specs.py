@@ -62,7 +62,7 @@ on a mirror domain (as MSVGD and SVMD); BMUMLA/BMMLA a nonsmooth term on a mirro
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, NamedTuple, Optional
+from typing import Callable, NamedTuple, Optional
 
 import numpy as np
 

@@ -7,7 +7,6 @@ from .metrics import (
     energy_distance,
     ess_per_grad,
     log_z_error,
-    log_z_from_log_weights,
     mode_coverage,
     mode_weight_tv,
     mode_weights,
@@ -27,6 +26,6 @@ from .importance import (
 __all__ = [
     "summary", "ess", "to_inference_data", "open_inference_data", "ksd", "mmd", "median_distance", "metrics", "Modes", "moment_errors", "mode_weights",
     "mode_weight_tv", "mode_coverage", "modes_visited", "energy_distance", "w2", "ess_per_grad",
-    "log_z_from_log_weights", "log_z_error",
+    "log_z_error",
     "ImportanceEstimate", "importance_ess", "importance_expectation", "importance_log_z", "normalized_weights",
 ]

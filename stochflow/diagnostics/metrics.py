@@ -25,9 +25,9 @@ are jit-able and work on row blocks of ``block`` samples, so memory stays
   (Sinkhorn) surrogate, so there is no regularisation to choose.
 * :func:`ess_per_grad` — the smallest bulk ESS over coordinates (ArviZ) per
   gradient evaluation of the whole run, warmup included.
-* :func:`log_z_error` / :func:`log_z_from_log_weights` — for methods that
-  return importance weights: ``log Ẑ = logsumexp(log w) - log n`` and
-  ``|log Ẑ - log Z|``.
+* :func:`log_z_error` — ``|log Ẑ - log Z|`` for methods that return
+  importance weights (the estimate ``log Ẑ`` and its standard error come from
+  :func:`stochflow.diagnostics.importance_log_z`).
 
 MMD and KSD live in :mod:`stochflow.diagnostics.kernels`.
 """
@@ -54,7 +54,6 @@ __all__ = [
     "energy_distance",
     "w2",
     "ess_per_grad",
-    "log_z_from_log_weights",
     "log_z_error",
 ]
 
@@ -159,12 +158,6 @@ def ess_per_grad(positions: Any, n_grad_total: float) -> float:
     from .arviz_bridge import ess
 
     return float(np.min(ess(np.asarray(positions))) / n_grad_total)
-
-
-def log_z_from_log_weights(log_weights: Any) -> Array:
-    """Importance-sampling estimate ``log Ẑ = logsumexp(log w) - log n``."""
-    log_weights = jnp.ravel(jnp.asarray(log_weights))
-    return jax.scipy.special.logsumexp(log_weights) - jnp.log(log_weights.shape[0])
 
 
 def log_z_error(log_z_estimate: Any, log_z: float) -> Array:
