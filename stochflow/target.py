@@ -159,6 +159,14 @@ class Target:
         Optional map from positions ``(..., dim)`` to a dict of named,
         constrained variables (``sf.from_numpyro`` sets it); traces of such a
         target export those variables to ArviZ.
+    log_z
+        Optional exact log normalising constant of ``exp(logdensity - g)``
+        (benchmarks score methods that estimate it).
+    modes
+        Optional :class:`~stochflow.diagnostics.Modes` labelling which mode a
+        point belongs to, with the exact mode weights (mode-weight metrics).
+    components
+        Optional ``(weights, means, covs)`` of a Gaussian mixture.
     """
 
     def __init__(
@@ -175,6 +183,9 @@ class Target:
         name: Optional[str] = None,
         init: Optional[Callable[[Array, int], Array]] = None,
         constrain: Optional[Callable[[Array], dict]] = None,
+        log_z: Optional[float] = None,
+        modes: Any = None,
+        components: Any = None,
     ) -> None:
         self.dim = _check_dim(dim)
         _check_logdensity(logdensity, self.dim)
@@ -192,6 +203,9 @@ class Target:
         self.name = name or getattr(logdensity, "__name__", "target")
         self.init = init
         self.constrain = constrain
+        self.log_z = log_z
+        self.modes = modes
+        self.components = components
         if self.mean is not None and self.mean.shape != (self.dim,):
             raise ValueError(f"mean must have shape ({self.dim},), got {self.mean.shape}.")
         if self.cov is not None and self.cov.shape != (self.dim, self.dim):

@@ -121,7 +121,7 @@ def quality_metrics(samples: np.ndarray, reference: np.ndarray, target, target_n
         row["mmd"] = math.sqrt(max(float(kernels.mmd(x, y)), 0.0))  # V-statistic, RBF, median bandwidth
         if target.nonsmooth is None and target.mirror is None:
             row["ksd"] = math.sqrt(max(float(kernels.ksd(x, target)), 0.0))  # V-statistic, IMQ c=1, beta=-1/2
-    if getattr(target, "modes", None) is not None:
+    if target.modes is not None:
         row["mode_tv"], row["emc"], row["modes_visited"] = map(float, _mode_metrics(x, target))
     return row
 
@@ -239,7 +239,7 @@ def run_one(
             warnings.simplefilter("ignore", UserWarning)
             kept = np.asarray(trace.positions)[:, burn_in:]
             row["ess_per_1k"] = 1000.0 * metrics.ess_per_grad(kept, trace.n_grad_total)
-    if "log_weight" in trace.stats and getattr(target, "log_z", None) is not None:
+    if "log_weight" in trace.stats and target.log_z is not None:
         estimate = importance_log_z(np.asarray(trace.stats["log_weight"])[:, -1]).value
         row["log_z_err"] = float(metrics.log_z_error(estimate, target.log_z))
     return row, final

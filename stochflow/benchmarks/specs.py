@@ -120,7 +120,7 @@ def target_scales(target: Target, name: Optional[str] = None) -> tuple[float, fl
         raise ValueError(f"target {name!r} has no known covariance to set step sizes from; add it to SCALE_OVERRIDES.")
     eigenvalues = np.linalg.eigvalsh(target.cov)
     s_loc, s_glob = float(np.sqrt(eigenvalues.min())), float(np.sqrt(eigenvalues.max()))
-    components = getattr(target, "components", None)
+    components = target.components
     if components is not None:
         s_loc = min(s_loc, float(np.sqrt(min(np.linalg.eigvalsh(c).min() for c in components[2]))))
     return s_loc, s_glob
