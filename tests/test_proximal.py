@@ -14,8 +14,9 @@ Unadjusted methods (MYULA, MLA, BMUMLA, BMMLA) have a stationary law whose
 moments are m(h) = m + c h + O(h^2) in the step h (first-order schemes). Their
 tests run the same sampler at h and at 2h and compare the Richardson
 extrapolation 2 m(h) - m(2h) = m + O(h^2) with the exact moment m of the
-smoothed limit law: |2 m(h) - m(2h) - m| < 5 sqrt(4 SE_h^2 + SE_2h^2) (the two
-runs are independent). h is chosen so that the O(h^2) remainder is well below
+smoothed limit law: |2 m(h) - m(2h) - m| < 5 sqrt(4 SE_h^2 + SE_2h^2) (exact for
+independent runs; runs that share a seed, as on the simplex, are positively
+correlated and the bound is then conservative). h is chosen so that the O(h^2) remainder is well below
 that error (the extrapolated error does not grow when h is halved; the numbers
 are beside each test), and each test states a wrong kernel it rejects.
 """
@@ -118,8 +119,9 @@ def check(estimate, truth, se, bias_allowance, what):
 def check_extrapolated(at_h, at_2h, truth, what):
     """Richardson: 2 m(h) - m(2h) within 5 combined SE of the exact moment.
 
-    ``at_h`` and ``at_2h`` are (estimate, SE) pairs from independent runs at steps h and 2h;
-    the extrapolation removes the first-order bias c h, and its SE is sqrt(4 SE_h^2 + SE_2h^2).
+    ``at_h`` and ``at_2h`` are (estimate, SE) pairs from runs at steps h and 2h; the extrapolation
+    removes the first-order bias c h, and its SE is sqrt(4 SE_h^2 + SE_2h^2) for independent runs
+    (an upper bound for positively correlated ones).
     """
     (m_h, se_h), (m_2h, se_2h) = [tuple(map(np.asarray, pair)) for pair in (at_h, at_2h)]
     estimate = 2 * m_h - m_2h
