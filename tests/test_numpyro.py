@@ -24,7 +24,7 @@ from models_numpyro import (
 REFERENCES = json.loads((pathlib.Path(__file__).parent / "data" / "nuts_references.json").read_text())
 
 
-def agree_with_reference(summary, reference, names, columns=("mean", "sd")):
+def assert_agrees_with_reference(summary, reference, names, columns=("mean", "sd")):
     """Each statistic within 5 combined Monte Carlo SEs: sqrt(mcse_sf^2 + mcse_ref^2)."""
     for name in names:
         for column in columns:
@@ -53,7 +53,7 @@ def test_eight_schools_through_target(name):
     assert idata.posterior["theta"].shape == (16, 3_000, 8)
     summary = az.summary(idata, var_names=["mu", "tau", "theta"], round_to="none")
     assert summary["ess_bulk"].min() > 300
-    agree_with_reference(summary, REFERENCES["eight_schools"], EIGHT_SCHOOLS_NAMES)
+    assert_agrees_with_reference(summary, REFERENCES["eight_schools"], EIGHT_SCHOOLS_NAMES)
 
 
 @pytest.mark.parametrize("name", SAMPLERS)
@@ -72,7 +72,7 @@ def test_eight_schools_through_mcmc_kernel(name):
     assert {"lp", "diverging", "acceptance_rate"} <= set(idata.sample_stats.data_vars)
     summary = az.summary(idata, var_names=["mu", "tau", "theta"], round_to="none")
     assert summary["ess_bulk"].min() > 300
-    agree_with_reference(summary, REFERENCES["eight_schools"], EIGHT_SCHOOLS_NAMES)
+    assert_agrees_with_reference(summary, REFERENCES["eight_schools"], EIGHT_SCHOOLS_NAMES)
 
 
 def test_chain_methods_give_the_same_draws(capsys):
@@ -138,7 +138,7 @@ def test_logistic_regression_matches_nuts():
                       warmup=1_000, thin=2, progress=False)
     summary = az.summary(trace.to_arviz(), round_to="none")
     names = ["bias", "weights[0]", "weights[1]", "weights[2]"]
-    agree_with_reference(summary, REFERENCES["logistic_regression"], names, columns=("mean",))
+    assert_agrees_with_reference(summary, REFERENCES["logistic_regression"], names, columns=("mean",))
 
 
 def test_discrete_latent_site_is_refused_by_name():

@@ -43,7 +43,7 @@ def wait(process: subprocess.Popen, timeout: float = 240) -> None:
     assert process.returncode == 0, output[-3000:]
 
 
-def same_run(a: dict, b: dict, prefix_a: str, prefix_b: str) -> None:
+def assert_same_run(a: dict, b: dict, prefix_a: str, prefix_b: str) -> None:
     """Positions, every stat and the counters, bit for bit."""
     names = sorted(k[len(prefix_a):] for k in a if k.startswith(prefix_a + "/"))
     assert names, prefix_a
@@ -64,16 +64,16 @@ def layouts(tmp_path_factory) -> dict:
 
 @pytest.mark.parametrize("name", ["ula", "mala", "underdamped_ubu"])
 def test_chain_methods_bit_identical_on_8_devices(layouts, name):
-    same_run(layouts, layouts, f"{name}/one", f"{name}/all")
+    assert_same_run(layouts, layouts, f"{name}/one", f"{name}/all")
 
 
 @pytest.mark.parametrize("layout", ["two", "mesh_1d", "mesh_2d"])
 def test_ula_bit_identical_on_device_lists_and_meshes(layouts, layout):
-    same_run(layouts, layouts, "ula/one", f"ula/{layout}")
+    assert_same_run(layouts, layouts, "ula/one", f"ula/{layout}")
 
 
 def test_sharded_run_streamed_to_a_store_matches_memory(layouts):
-    same_run(layouts, layouts, "mala/one", "mala/all_store")
+    assert_same_run(layouts, layouts, "mala/one", "mala/all_store")
 
 
 def test_underdamped_baoab_within_float32_rounding(layouts):
@@ -101,7 +101,7 @@ def test_underdamped_baoab_bit_identical_without_fma(tmp_path):
     wait(run_child(["layouts", str(out), str(tmp_path / "run.zarr")], 8, "--xla_cpu_max_isa=AVX"))
     with np.load(out) as data:
         results = dict(data)
-    same_run(results, results, "underdamped_baoab/one", "underdamped_baoab/all")
+    assert_same_run(results, results, "underdamped_baoab/one", "underdamped_baoab/all")
 
 
 def test_svgd_matches_within_float32_rounding(layouts):
@@ -190,9 +190,9 @@ def test_two_processes_give_the_one_process_trace(tmp_path):
         with np.load(tmp_path / f"dist.npz.{process}.npz") as data:
             distributed = dict(data)
         assert distributed["num_devices"] == 4
-        same_run(single, distributed, "mala", "mala")
-        same_run(single, distributed, "mala", "mala_store")
+        assert_same_run(single, distributed, "mala", "mala")
+        assert_same_run(single, distributed, "mala", "mala_store")
         for after in (2, 5):
-            same_run(single, distributed, "mala", f"mala_resumed_{after}")
+            assert_same_run(single, distributed, "mala", f"mala_resumed_{after}")
     stored = sf.load(f"{store}.distributed")
     np.testing.assert_array_equal(stored.positions, single["mala/positions"])
