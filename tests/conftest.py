@@ -1,5 +1,5 @@
 import os
 import sys
 
-# The tests import helpers that sit beside them (gaussian_laws).
+# The tests import helpers that sit beside them (gaussian_laws, trace_counter, ...).
 sys.path.insert(0, os.path.dirname(__file__))

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import stochflow as sf
+from trace_counter import Counter
 
 
 @pytest.fixture(scope="module")
@@ -80,17 +81,6 @@ def test_default_init_and_num_particles(target):
     assert trace.num_particles == 4
     init = jnp.zeros((6, 3))
     assert run(sf.ula(0.1), target, num_particles=None, init=init).num_particles == 6
-
-
-class Counter:
-    """A log-density that counts how often JAX traces it."""
-
-    def __init__(self):
-        self.traces = 0
-
-    def __call__(self, x):
-        self.traces += 1
-        return -0.5 * jnp.sum(x**2)
 
 
 BAD_RUNS = [

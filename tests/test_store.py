@@ -22,6 +22,7 @@ import xarray as xr
 
 import stochflow as sf
 import store_child
+from trace_counter import Counter
 from stochflow.diagnostics.arviz_bridge import open_inference_data
 from stochflow.store import RunStore, StoredArray
 
@@ -228,17 +229,6 @@ def test_same_names_but_another_init_or_density_is_refused(stored_copy, referenc
     with pytest.raises(ValueError, match="belongs to another target"):
         sf.sample(SAMPLER, impostor, jax.random.key(3), store=stored_copy, resume=True, **SMALL)
     assert_same_run(sf.load(stored_copy), reference)
-
-
-class Counter:
-    """A log-density that counts how often JAX traces it."""
-
-    def __init__(self):
-        self.traces = 0
-
-    def __call__(self, x):
-        self.traces += 1
-        return -0.5 * jnp.sum(x**2)
 
 
 def test_bad_store_settings_fail_before_compiling(tmp_path):
