@@ -98,6 +98,38 @@ def test_score_error_shrinks_with_inner_sample_size():
     assert mse_large < mse_small / 8  # 16x in expectation; 8x is 5 * sd_log below it
 
 
+STIFF_SD = 0.2  # a Gaussian 5x narrower than unit scale: curvature 1 / 0.2^2 = 25
+
+
+@functools.lru_cache(maxsize=None)
+def stiff_target():
+    return sf.Target(lambda x: -0.5 * jnp.sum(x**2) / STIFF_SD**2, dim=2, name="stiff-gauss")
+
+
+@pytest.mark.parametrize("t", [0.5, 2.0])
+def test_inner_step_scaled_by_the_target_curvature_on_a_stiff_gaussian(t):
+    # N(0, 0.2^2 I): p_t = N(0, e^{-2t} 0.04 + 1 - e^{-2t}), score -x / v_t. The curvature of
+    # q_t in x0 is 25 + e^{-2t} / (1 - e^{-2t}). With the default L = 1 the inner ULA step is
+    # 0.5 (1 - e^{-2t}), times that curvature 7.9 (t = 0.5) to 12.3 (t = 2) > 2: each step
+    # multiplies the distance to the posterior mean by 7-11 and the chain overflows (the
+    # many-well's failure); it must be flagged. With lipschitz=25 the step times the curvature
+    # is exactly 1/2, the chain contracts by 1/2 a step, and the estimate is unbiased (ULA
+    # keeps a Gaussian's mean): 200 iid estimates within 5 SEs of the exact score.
+    target, x = stiff_target(), np.array([0.3, -0.5])
+    v_t = np.exp(-2 * t) * STIFF_SD**2 - np.expm1(-2 * t)
+    exact = -x / v_t
+    settings = dict(inner_particles=16, inner_steps=20)
+    keys = jax.random.split(jax.random.key(7), 200)
+    default = jax.jit(jax.vmap(lambda key: rdmc_score(target, jnp.asarray(x, jnp.float32), t, key, **settings)))
+    assert np.all(np.asarray(default(keys).diverging)), "the default step must overflow here and say so"
+    draws = estimates(target, x, t, num=200, seed=7, lipschitz=1 / STIFF_SD**2, **settings)
+    assert np.all(np.isfinite(draws))
+    se = draws.std(0, ddof=1) / np.sqrt(len(draws))
+    z = (draws.mean(0) - exact) / se
+    assert np.all(np.abs(z) < 5), f"t={t}: z-scores {z}"
+    assert np.all(5 * se < 0.1 * np.linalg.norm(exact))  # the check has power
+
+
 @pytest.mark.slow
 def test_final_particles_on_a_gaussian_follow_the_discretised_law():
     target, num_particles, times = gaussian_target(), 1000, np.linspace(2.0, 0.0, 21)
@@ -201,6 +233,7 @@ def test_nonfinite_values_are_flagged_not_passed_with_a_mala_inner_kernel():
         (dict(num_steps=0), ValueError, "num_steps"),
         (dict(inner_init="nope"), ValueError, "inner_init"),
         (dict(inner_burnin=1.0), ValueError, "inner_burnin"),
+        (dict(lipschitz=0.0), ValueError, "lipschitz"),
     ],
 )
 def test_bad_input_is_refused(kwargs, error, match):

@@ -61,17 +61,51 @@ Inner loop (the score estimate at one :math:`(x, t)`), all inside one
    the mean over chains of the iterates after the first
    ``inner_burnin`` fraction of the inner steps (the port keeps the last half).
 
-Inner step size. The inner sampler's ``step_size`` :math:`h` is used at time
-:math:`t` as :math:`h_t = h (1 - e^{-2t})` (``scale_inner_step=True``, the
-default): the inner chains run on the rescaled variable
-:math:`z = x_0 / \sqrt{1 - e^{-2t}}`, and ULA/MALA with step :math:`h` in
-:math:`z` is exactly ULA/MALA with step :math:`h_t` in :math:`x_0`. The OU
-factor of :math:`q_t` has curvature :math:`e^{-2t} / (1 - e^{-2t})`, so
-:math:`h_t` times it is :math:`h e^{-2t} \le h`: the inner chain stays stable
-as :math:`t \to 0`, where that curvature blows up, and :math:`h = 1/2` gives at
-:math:`t = T` the port's initial inner step :math:`(1 - e^{-2T})/2`. With
-``scale_inner_step=False`` the step is :math:`h` at every :math:`t` (the
-ZOD-MC baseline's choice, there :math:`h = 5 \cdot 10^{-4}`).
+Inner step size. The inner sampler's ``step_size`` :math:`h` is a step
+relative to the curvature of :math:`q_t`: with ``scale_inner_step=True`` (the
+default) it is used at time :math:`t` as
+
+.. math::
+
+    h_t = \frac{h}{L + e^{-2t} / (1 - e^{-2t})}
+        = \frac{h (1 - e^{-2t})}{1 + (L - 1)(1 - e^{-2t})},
+
+where :math:`L` (``lipschitz``, default 1) bounds the curvature
+:math:`\|\nabla^2 \log \pi\|` of the target where its mass lies (``1/s^2``
+for a local standard deviation :math:`s`) and :math:`e^{-2t}/(1 - e^{-2t})`
+is the curvature of the OU factor of :math:`q_t`; so :math:`h_t` times the
+curvature of :math:`q_t` is at most :math:`h` at every :math:`t`. The inner
+chains run on the rescaled variable :math:`z = x_0 / \sqrt{h_t / h}`, and
+ULA/MALA with step :math:`h` in :math:`z` is exactly ULA/MALA with step
+:math:`h_t` in :math:`x_0`. With :math:`L = 1`, :math:`h_t = h (1 - e^{-2t})`,
+and :math:`h = 1/2` gives at :math:`t = T` the port's initial inner step
+:math:`(1 - e^{-2T})/2`. The default :math:`L = 1` suits targets of unit
+scale; a stiffer target needs its :math:`L` (ULA with :math:`h L \ge 2` on a
+direction of curvature :math:`L` diverges). With ``scale_inner_step=False``
+the step is :math:`h` at every :math:`t` (the ZOD-MC baseline's choice, there
+:math:`h = 5 \cdot 10^{-4}`).
+
+Divergence. An estimate is flagged ``diverging`` (and its outer step not
+taken) when the inner sampler flags a step (a non-finite value), when the
+score is non-finite, or when an inner chain has blown up without overflowing:
+its log-density :math:`\log q_t` at the last inner step is more than
+:math:`1000 + d` nats below the highest it reached. ULA with too large a step
+on a Gaussian multiplies the distance to the mean by :math:`|1 - h_t c| > 1`
+at every step, and in a few dimensions reaches :math:`10^{15}` while
+:math:`\log q_t` is still finite. A working chain never drops that far: from
+the mode to the typical set of a Gaussian :math:`\log q_t` drops by about
+:math:`d/2` (ULA's inflated variance makes it at most :math:`d` for
+:math:`h \le 1`), and 1000 nats is the divergence threshold that Stan and
+BlackJAX use for the energy error of HMC.
+
+Steep potentials. On a target whose gradient grows faster than linearly (a
+quartic such as the many-well), no constant :math:`L` bounds the curvature:
+the importance-sampling starts at large :math:`t` come from
+:math:`N(e^{t} x, (e^{2t} - 1) I)`, wide when :math:`t` is large, and ULA
+started in the far tails, where the curvature is huge, overshoots and
+overflows. Such estimates are flagged ``diverging`` and their outer step is
+not taken. MALA (``sf.mala``) rejects those overshoots instead (an exact,
+though there slowly mixing, inner chain) and is the inner sampler to use there.
 
 Cost. ``n_grad`` of an outer step, per particle, is
 ``importance_proposals`` density evaluations (importance starts only)
@@ -114,6 +148,9 @@ Array = jax.Array
 __all__ = ["RDMCState", "RDMCInfo", "ScoreEstimate", "rdmc", "rdmc_score", "uniform_schedule"]
 
 _INNER_INITS = ("importance", "gaussian")
+# An inner chain whose log q_t ends more than this many nats (plus dim) below the best it
+# reached has blown up; see "Divergence" in the module docstring.
+INNER_DIVERGENCE_NATS = 1000.0
 
 
 class RDMCState(NamedTuple):
@@ -231,6 +268,7 @@ class _InnerSettings(NamedTuple):
     init: str
     proposals: int
     burnin_steps: int
+    lipschitz: float
 
 
 def rdmc_score(
@@ -246,6 +284,7 @@ def rdmc_score(
     importance_proposals: int = 128,
     inner_burnin: float = 0.5,
     scale_inner_step: bool = True,
+    lipschitz: float = 1.0,
 ) -> ScoreEstimate:
     r"""Monte Carlo estimate of :math:`\nabla \log p_t(x)` for one position ``x`` (dim,) at time ``t > 0``.
 
@@ -257,13 +296,13 @@ def rdmc_score(
     density evaluation). Pure and jit-able; vmap it over ``x`` for several positions.
     """
     settings = _check_inner_settings(
-        inner, inner_steps, inner_particles, inner_init, importance_proposals, inner_burnin
+        inner, inner_steps, inner_particles, inner_init, importance_proposals, inner_burnin, lipschitz
     )
     return _estimate_score(target, x, jnp.asarray(t, x.dtype), key, settings, scale_inner_step)
 
 
 def _check_inner_settings(
-    inner, inner_steps, inner_particles, inner_init, importance_proposals, inner_burnin
+    inner, inner_steps, inner_particles, inner_init, importance_proposals, inner_burnin, lipschitz
 ) -> _InnerSettings:
     inner = _check_inner(ula(0.5) if inner is None else inner)
     inner_steps = check_int("inner_steps", inner_steps, 1)
@@ -275,7 +314,10 @@ def _check_inner_settings(
     if not 0.0 <= burnin < 1.0:
         raise ValueError(f"inner_burnin is the fraction of inner steps discarded, in [0, 1); got {inner_burnin!r}.")
     burnin_steps = min(int(math.floor(burnin * inner_steps)), inner_steps - 1)
-    return _InnerSettings(inner, inner_steps, inner_particles, inner_init, importance_proposals, burnin_steps)
+    lipschitz = check_positive("lipschitz", lipschitz)
+    return _InnerSettings(
+        inner, inner_steps, inner_particles, inner_init, importance_proposals, burnin_steps, lipschitz
+    )
 
 
 def _estimate_score(
@@ -283,7 +325,10 @@ def _estimate_score(
 ) -> ScoreEstimate:
     start_key, init_key, run_key = jax.random.split(key, 3)
     variance = -jnp.expm1(-2.0 * t)  # 1 - e^{-2t}
-    scale = jnp.sqrt(variance) if scale_inner_step else jnp.ones((), x.dtype)
+    if scale_inner_step:  # h_t / h = 1 / (curvature bound of q_t) = variance / (1 + (L - 1) variance)
+        scale = jnp.sqrt(variance / (1.0 + (settings.lipschitz - 1.0) * variance))
+    else:
+        scale = jnp.ones((), x.dtype)
     x0_starts, start_cost, start_bad = _inner_starts(
         target, x, t, start_key, settings.particles, settings.init, settings.proposals
     )
@@ -291,21 +336,24 @@ def _estimate_score(
     state = settings.sampler.init(posterior, x0_starts / scale, init_key)
 
     def inner_step(carry, step_index):
-        state, total, cost, bad = carry
+        state, total, cost, bad, best, last = carry
         state, info = settings.sampler.step(posterior, state, jax.random.fold_in(run_key, step_index))
         kept = (step_index >= settings.burnin_steps).astype(x.dtype)
         total = total + kept * jnp.sum(state.position, axis=0)
         cost = cost + jnp.sum(info.n_grad)
-        return (state, total, cost, bad | jnp.any(info.diverging)), None
+        best = jnp.maximum(best, info.logdensity)
+        return (state, total, cost, bad | jnp.any(info.diverging), best, info.logdensity), None
 
     zeros = jnp.zeros_like(x)
-    carry = (state, zeros, jnp.int32(0), start_bad)
-    (state, total, cost, bad), _ = jax.lax.scan(inner_step, carry, jnp.arange(settings.steps))
+    lowest = jnp.full((settings.particles,), -jnp.inf, x.dtype)
+    carry = (state, zeros, jnp.int32(0), start_bad, lowest, lowest)
+    (state, total, cost, bad, best, last), _ = jax.lax.scan(inner_step, carry, jnp.arange(settings.steps))
     num_kept = settings.particles * (settings.steps - settings.burnin_steps)
     posterior_mean = scale * total / num_kept
     score = -(x - jnp.exp(-t) * posterior_mean) / variance
     n_grad = start_cost + jnp.int32(settings.particles) + cost
-    return ScoreEstimate(score, n_grad, bad | ~all_finite(score))
+    blown_up = jnp.any(best - last > INNER_DIVERGENCE_NATS + x.shape[0])
+    return ScoreEstimate(score, n_grad, bad | blown_up | ~all_finite(score))
 
 
 def rdmc(
@@ -320,6 +368,7 @@ def rdmc(
     importance_proposals: int = 128,
     inner_burnin: float = 0.5,
     scale_inner_step: bool = True,
+    lipschitz: float = 1.0,
     warm_start_step_size: Optional[float] = None,
     start: str = "ou",
 ) -> Sampler:
@@ -354,7 +403,12 @@ def rdmc(
     inner_burnin
         Fraction of inner steps discarded before averaging (default 0.5).
     scale_inner_step
-        Use the inner step ``h (1 - e^{-2t})`` instead of ``h`` (default True).
+        Use the inner step ``h / (L + e^{-2t} / (1 - e^{-2t}))``, i.e. ``h``
+        over a curvature bound of ``q_t``, instead of ``h`` (default True).
+    lipschitz
+        ``L``: a bound on the target's curvature ``||grad^2 log pi||`` where its
+        mass lies, ``1 / s^2`` for a local standard deviation ``s`` (default 1,
+        a target of unit scale). Used only with ``scale_inner_step``.
     warm_start_step_size
         Step of the ULA warm start on ``p_T`` run in the driver's ``warmup``
         steps; default ``(1 - e^{-2T}) / 2``.
@@ -375,7 +429,7 @@ def rdmc(
     else:
         schedule = _check_schedule(times)
     settings = _check_inner_settings(
-        inner, inner_steps, inner_particles, inner_init, importance_proposals, inner_burnin
+        inner, inner_steps, inner_particles, inner_init, importance_proposals, inner_burnin, lipschitz
     )
     horizon = float(schedule[0])
     if warm_start_step_size is None:
@@ -441,6 +495,7 @@ def rdmc(
         "importance_proposals": settings.proposals,
         "inner_burnin": float(inner_burnin),
         "scale_inner_step": scale_inner_step,
+        "lipschitz": settings.lipschitz,
         "warm_start_step_size": warm_step,
         "start": start,
     }
