@@ -33,7 +33,11 @@ blackjax-mclmc          L = sqrt(d) s_glob, h = 0.25 sqrt(d) s_loc: BlackJAX's o
                         starting values for its tuner (sqrt(d) and sqrt(d)/4 on a
                         standard Gaussian) rescaled by the target's scales; no tuning.
 rdmc                    the rdMC defaults (T = 2, inner ULA h = 1/2 rescaled, importance
-                        starts), K = 10 outer steps (20 above 5,000 gradients),
+                        starts) with curvature bound L = 1 / s_loc^2, so the inner step
+                        is h over the curvature of q_t (the default L = 1 gave on
+                        many-well, s_loc = 0.2, 25x too large a step: every score
+                        estimate diverged),
+                        K = 10 outer steps (20 above 5,000 gradients),
                         8 inner chains, 32 importance proposals, inner steps = what
                         the budget leaves: (budget / K - 41) / 8, at least 2.
 snf                     the paper's RealNVP + Metropolis architecture, scaled down
@@ -210,10 +214,11 @@ def _rdmc(target, scales, budget):
     outer = rdmc_outer_steps(budget)
     # cost of an outer step: proposals + inner starts + inner chains x steps + 1.
     inner_steps = max(2, (budget // outer - RDMC_PROPOSALS - RDMC_INNER_PARTICLES - 1) // RDMC_INNER_PARTICLES)
+    lipschitz = 1.0 / scales[0] ** 2
     sampler = stochflow.rdmc(num_steps=outer, inner_steps=inner_steps, inner_particles=RDMC_INNER_PARTICLES,
-                             importance_proposals=RDMC_PROPOSALS)
+                             importance_proposals=RDMC_PROPOSALS, lipschitz=lipschitz)
     return Plan(sampler, {"num_steps": outer, "inner_steps": inner_steps, "inner_particles": RDMC_INNER_PARTICLES,
-                          "importance_proposals": RDMC_PROPOSALS})
+                          "importance_proposals": RDMC_PROPOSALS, "lipschitz": lipschitz})
 
 
 SNF_SETTINGS = {"num_transforms": 2, "width": 32, "num_steps": 5, "batch_size": 128, "learning_rate": 5e-3}
@@ -270,7 +275,7 @@ _ROWS = [
     SamplerSpec("blackjax-hmc", "from_blackjax", _hmc, smooth, rule="h0 = s_loc (acc. 0.8), L = clip(s_glob/s_loc, 4, 32)"),
     SamplerSpec("blackjax-mclmc", "from_blackjax", _mclmc, smooth, grads_per_step=2,
                 rule="L = sqrt(d) s_glob, h = 0.25 sqrt(d) s_loc"),
-    SamplerSpec("rdmc", "rdmc", _rdmc, smooth, kind="transport", rule="K = 10/20, 8 inner chains, budget-fitted inner steps"),
+    SamplerSpec("rdmc", "rdmc", _rdmc, smooth, kind="transport", rule="K = 10/20, 8 inner chains, budget-fitted inner steps, L = 1/s_loc^2"),
     SamplerSpec("snf", "fit_snf", _snf, smooth, kind="flow", rule="small RealNVP+Metropolis, budget-fitted training"),
     SamplerSpec("svgd", "svgd", _svgd, smooth, kind="particles", rule="step 0.1 s_loc (AdaGrad), RBF, median bandwidth"),
     SamplerSpec("msvgd", "msvgd", _msvgd, smooth_on_mirror, kind="particles", rule="step 0.1, IMQ, RMSProp"),
