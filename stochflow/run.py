@@ -27,7 +27,8 @@ stats and counts are those of an uninterrupted run, bit for bit.
 
 With ``devices=`` the particle axis of the state and of each chunk's draws is
 split over a mesh (:mod:`stochflow.sharding`) and every chunk runs as one SPMD
-program; the host gathers each chunk's draws as before. Under
+program (shard-local under ``shard_map`` for samplers that declare
+``shard_local``, partitioned by XLA otherwise); the host gathers each chunk's draws as before. Under
 ``jax.distributed`` every process runs the same driver: the gathers are
 collectives, the draws reach every process, and with a store process 0 alone
 writes it (the others only join the gathers, and open the store at the end).
@@ -165,13 +166,16 @@ def _make_phase(
     record: bool,
     mesh: Optional[jax.sharding.Mesh] = None,
     num_particles: int = 0,
+    shard_local: bool = False,
 ) -> Callable:
     """A jitted function running up to ``chunk_draws`` draws of ``thin`` steps each.
 
     Cached on its arguments (the step function and the target by identity), so
     repeated ``sample`` calls with the same sampler and target reuse the
     compiled program. With a ``mesh``, the state's particle axis stays split
-    over it from chunk to chunk, and so are the outputs' particle axes.
+    over it from chunk to chunk, and so are the outputs' particle axes; a
+    ``shard_local`` sampler's chunk runs under ``shard_map`` (each device runs
+    the one-device program on its particles), any other is partitioned by XLA.
 
     ``run(state, phase_key, first_draw, num_valid)`` runs draws
     ``first_draw .. first_draw + num_valid - 1`` and returns the new state, the
@@ -197,7 +201,9 @@ def _make_phase(
         return state, counts, out
 
     def pin(tree, axis):
-        return tree if mesh is None else sharding.constrain_tree(tree, mesh, num_particles, axis)
+        if mesh is None or shard_local:
+            return tree
+        return sharding.constrain_tree(tree, mesh, num_particles, axis)
 
     def run(state, key, first_draw, num_valid):
         state = pin(state, 0)
@@ -219,6 +225,8 @@ def _make_phase(
         )
         return pin(state, 0), pin(counts, 1), pin(outs, 1)
 
+    if mesh is not None and shard_local:
+        return jax.jit(sharding.shard_local(run, mesh, num_particles, num_outputs=2))
     return jax.jit(run)
 
 
@@ -366,9 +374,11 @@ def sample(
         ``"particles"``). The particle axis of the state and of the recorded
         draws is split evenly over the devices (``num_particles`` must be a
         multiple of their number; nothing is padded) and each chunk runs as one
-        SPMD program; interacting methods get their cross-particle sums from
-        collectives XLA inserts. The draws are those of the one-device run with
-        the same key. Under ``jax.distributed`` (several processes) every
+        SPMD program: shard-local under ``shard_map`` for independent chains and
+        SVGD (all-gathers its particles each step), partitioned by XLA for other
+        interacting methods. The draws are those of the one-device run with the
+        same key (bit for bit for ULA, MALA, BAOAB and UBU as measured; to float32
+        rounding for OBABO and the Stein methods). Under ``jax.distributed`` (several processes) every
         process makes the same call; each gets the whole trace (the draws are
         gathered after every chunk), and with ``store`` process 0 writes the
         store, which the other processes then open, so its path must be on a
@@ -439,7 +449,7 @@ def sample(
         if mesh is not None:
             state = sharding.shard_tree(state, mesh, num_particles)
             warmup_key, sample_key = sharding.shard_tree((warmup_key, sample_key), mesh, num_particles)
-        layout = _Layout(mesh, num_particles, multiprocess)
+        layout = _Layout(mesh, num_particles, multiprocess, sampler.shard_local)
         bar = tqdm(total=warmup + num_draws * thin, initial=done.warmup_done + done.draws_done * thin,
                    disable=not progress or jax.process_index() != 0, desc=sampler.name, unit="step")
         bar.set_postfix(divergent=done.num_divergent, warmup_divergent=done.num_divergent_warmup, refresh=False)
@@ -477,11 +487,12 @@ class _Layout(NamedTuple):
     mesh: Optional[jax.sharding.Mesh]
     num_particles: int
     multiprocess: bool
+    shard_local: bool
 
     @property
     def phase_args(self) -> tuple:
         """The extra ``_make_phase`` arguments: none on one device (the program is today's)."""
-        return () if self.mesh is None else (self.mesh, self.num_particles)
+        return () if self.mesh is None else (self.mesh, self.num_particles, self.shard_local)
 
     def repin(self, state: Any) -> Any:
         """``state`` with the particle layout the chunk programs take (after an eager ``end_warmup``)."""

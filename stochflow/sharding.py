@@ -9,9 +9,21 @@ partitioner (GSPMD) splits the vmapped per-chain work into local pieces and
 inserts the collectives an interacting method needs (SVGD's pairwise sums,
 its median heuristic): the program means the same whatever the layout.
 
-Draws do not depend on the layout because every per-particle key comes from
-``jax.random.split(key, n)`` of a replicated key, whose values are defined
-independently of how the result is laid out (threefry is partitionable).
+Samplers that declare ``Sampler.shard_local`` (every independent-chain
+sampler, and SVGD) run each chunk under :func:`jax.shard_map` instead
+(:func:`shard_local`): each device runs the one-device program on its own
+particles, and the only communication is what the method asks for
+(:func:`all_particles`, an all-gather). Per-particle keys are this shard's
+slice of ``jax.random.split(key, n)`` (:func:`particle_keys`), so each device
+computes what one device computes for its particles: the chain methods' draws
+are the one-device draws bit for bit (tested for ULA, MALA and the
+underdamped schemes on XLA:CPU; a recorded log-density may differ in its last
+bit, since XLA may vectorise the user's sum differently at another batch
+size). SVGD computes its own particles' rows of the pairwise sums against the
+gathered set, the same sums in the same order, but XLA:CPU's matrix kernels
+do not promise the same rounding in two programs: its draws agree to float32
+rounding. Samplers without the flag are partitioned by XLA (GSPMD), which is
+correct but may round differently.
 
 Several processes (``jax.distributed.initialize``): ``devices="all"`` means
 ``jax.devices()``, every device of every process. Each process builds the
@@ -22,16 +34,23 @@ array onto every process (``multihost_utils.process_allgather``).
 
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence, Union
+import contextvars
+from typing import Any, Callable, Optional, Sequence, Union
 
 import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 __all__ = ["PARTICLE_AXIS", "Devices", "resolve_mesh", "particle_axis", "num_shards", "check_divisible",
-           "shard_tree", "constrain_tree", "is_multiprocess", "to_host", "tree_to_host"]
+           "shard_tree", "constrain_tree", "is_multiprocess", "to_host", "tree_to_host", "shard_local",
+           "particle_keys", "all_particles"]
 
 PARTICLE_AXIS = "particles"
+
+# The mesh axis the particles are split over while a shard-local program is traced
+# (set by :func:`shard_local`); ``None`` in an ordinary program holding every particle.
+_LOCAL_AXIS: contextvars.ContextVar[Optional[str]] = contextvars.ContextVar("stochflow_particle_axis",
+                                                                            default=None)
 
 Devices = Union[None, str, Sequence[Any], Mesh]
 
@@ -168,3 +187,68 @@ def tree_to_host(tree: Any) -> Any:
         return to_host(leaf)
 
     return jax.tree_util.tree_map(gather, tree)
+
+
+def particle_keys(key: Any, num_local: int) -> jax.Array:
+    """One key per particle: ``jax.random.split(key, n)`` over all ``n`` particles.
+
+    In a shard-local program (:func:`shard_local`) with ``num_local`` particles
+    on this device, the rows of that split belonging to this shard, so every
+    particle gets the key it gets on one device."""
+    axis = _LOCAL_AXIS.get()
+    if axis is None:
+        return jax.random.split(key, num_local)
+    keys = jax.random.split(key, num_local * jax.lax.axis_size(axis))
+    return jax.lax.dynamic_slice_in_dim(keys, jax.lax.axis_index(axis) * num_local, num_local)
+
+
+def all_particles(values: jax.Array) -> jax.Array:
+    """``values`` (particle axis first) for every particle: gathered from all
+    shards (an all-gather) in a shard-local program, ``values`` itself otherwise."""
+    axis = _LOCAL_AXIS.get()
+    return values if axis is None else jax.lax.all_gather(values, axis, tiled=True)
+
+
+def _specs(tree: Any, mesh: Mesh, num_local: int, axis: int) -> Any:
+    """Per leaf: split ``axis`` where it has ``num_local`` entries, else replicated."""
+
+    def spec(leaf: Any) -> PartitionSpec:
+        if np.ndim(leaf) > axis and np.shape(leaf)[axis] == num_local:
+            parts = [None] * np.ndim(leaf)
+            parts[axis] = particle_axis(mesh)
+            return PartitionSpec(*parts)
+        return PartitionSpec()
+
+    return jax.tree_util.tree_map(spec, tree)
+
+
+def shard_local(run: Callable, mesh: Mesh, num_particles: int, num_outputs: int) -> Callable:
+    """``run(state, *replicated) -> (state, *per_particle)`` as a :func:`jax.shard_map`
+    program: each device runs ``run`` on its own ``num_particles / shards``
+    particles (axis 0 of ``state``, axis 1 of every leaf of each of the
+    ``num_outputs`` per-particle outputs, e.g. recorded draws ``(chunk, particles, ...)``).
+
+    While ``run`` is traced, :func:`particle_keys` and :func:`all_particles`
+    know the particle axis, so a sampler written with them needs no other
+    change. Leaves of ``state`` without a particle axis (a step counter) are
+    replicated: ``run`` must compute the same value for them on every device."""
+    axis = particle_axis(mesh)
+
+    def local(state: Any, *replicated: Any) -> Any:
+        token = _LOCAL_AXIS.set(axis)
+        try:
+            return run(state, *replicated)
+        finally:
+            _LOCAL_AXIS.reset(token)
+
+    def call(state: Any, *replicated: Any) -> Any:
+        state_specs = _specs(state, mesh, num_particles, 0)
+        in_specs = (state_specs,) + (PartitionSpec(),) * len(replicated)
+        out_specs = (state_specs,) + (PartitionSpec(None, axis),) * num_outputs
+        # check_vma=False: the driver's scans start their per-particle counters from zeros
+        # that are the same on every device; JAX's varying-axis typing would need each cast.
+        mapped = jax.shard_map(local, mesh=mesh, in_specs=in_specs, out_specs=out_specs, check_vma=False)
+        return mapped(state, *replicated)
+
+    return call
+

@@ -3,7 +3,7 @@
 ``python tests/sharding_child.py MODE OUT [PROCESS_ID PORT STORE]`` writes its
 results to the ``.npz`` file OUT (``OUT.pid`` for process PROCESS_ID):
 
-* ``layouts``: ULA, MALA (warmup adaptation), underdamped BAOAB and UBU, SVGD, each
+* ``layouts``: ULA, MALA (warmup adaptation), underdamped BAOAB, OBABO and UBU, SVGD, each
   run with ``devices=None``, ``devices=<2 devices>`` and ``devices="all"`` (8), plus
   a sharded run streamed to a store, and the refusals of bad ``devices``;
 * ``distributed``: one of two processes joined by ``jax.distributed.initialize``
@@ -99,6 +99,7 @@ def layouts(store: str) -> dict[str, np.ndarray]:
         "ula": (sf.ula(0.1), 0),
         "mala": (sf.mala(0.5), 25),
         "underdamped_baoab": (sf.underdamped(0.2, 1.0), 0),
+        "underdamped_obabo": (sf.underdamped(0.2, 1.0, scheme="obabo"), 0),
         "underdamped_ubu": (sf.underdamped(0.2, 1.0, scheme="ubu"), 0),
         "svgd": (sf.svgd(0.05), 0),
     }

@@ -28,6 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ..sharding import particle_keys
 from ..target import Target
 
 Array = jax.Array
@@ -60,6 +61,14 @@ class Sampler(NamedTuple):
     num_steps
         For transport samplers with a fixed schedule, the number of steps the
         schedule has; ``None`` for samplers that run for as long as asked.
+    shard_local
+        ``True`` if ``step``/``warmup_step`` are written to run on one
+        device's share of the particles under :func:`jax.shard_map`: per-particle
+        keys from :func:`stochflow.sharding.particle_keys` and cross-particle
+        terms only through :func:`stochflow.sharding.all_particles`. Sharded
+        runs (``sample(..., devices=...)``) of such a sampler give the
+        one-device draws bit for bit; others are partitioned by XLA (correct,
+        but the rounding may differ).
     """
 
     init: InitFn
@@ -69,6 +78,7 @@ class Sampler(NamedTuple):
     warmup_step: Optional[StepFn] = None
     end_warmup: Optional[Callable[[State], State]] = None
     num_steps: Optional[int] = None
+    shard_local: bool = False
 
 
 def check_positive(name: str, value: Any) -> float:
@@ -119,7 +129,8 @@ def independent_chains(
 
     ``init_one(target, position, key)`` and ``step_one(target, state, key)`` act
     on a single chain; the returned sampler vmaps them over the particle axis and
-    splits each key into one key per particle, so chains never share noise.
+    splits each key into one key per particle, so chains never share noise. The
+    chains never interact, so the sampler is ``shard_local``.
     """
 
     def init(target: Target, positions: Array, key: Array) -> State:
@@ -130,7 +141,7 @@ def independent_chains(
     def batched(step_fn: Callable) -> StepFn:
         def step(target: Target, state: State, key: Array) -> tuple[State, Info]:
             n_particles = jax.tree_util.tree_leaves(state)[0].shape[0]
-            keys = jax.random.split(key, n_particles)
+            keys = particle_keys(key, n_particles)
             return jax.vmap(step_fn, in_axes=(None, 0, 0))(target, state, keys)
 
         return step
@@ -142,6 +153,7 @@ def independent_chains(
         params=dict(params),
         warmup_step=None if warmup_step_one is None else batched(warmup_step_one),
         end_warmup=None if end_warmup_one is None else jax.vmap(end_warmup_one),
+        shard_local=True,
     )
 
 

@@ -102,6 +102,7 @@ from ..diagnostics.kernels import (
     radial_profile,
     squared_distances,
 )
+from ..sharding import all_particles
 from ..target import Target
 from .base import Sampler, check_in_domain, check_positions, check_positive
 
@@ -275,11 +276,14 @@ def mirrored_direction(
     params: KernelParams,
     mirror: Any = None,
     block_size: Optional[int] = None,
+    rows: Optional[Array] = None,
 ) -> Array:
-    r"""The MSVGD direction :math:`g(\theta_k)` for every particle ``k``, in row blocks.
+    r"""The MSVGD direction :math:`g(\theta_k)` for every particle ``k`` of ``rows``
+    (default: every particle of ``positions``), in row blocks.
 
     :math:`g_k = \frac1n\sum_l [k_{lk} t_l + 2\phi'_{lk} H_l^{-1}(\theta_l - \theta_k)]`, ``t`` the dual
-    scores. With ``mirror=None`` (``H = I``, ``t = grad log p``) it is the SVGD direction.
+    scores, ``l`` over all ``n`` particles. With ``mirror=None`` (``H = I``, ``t = grad log p``) it is
+    the SVGD direction. ``rows`` may be a subset, e.g. one device's particles in a sharded run.
     """
     n, d = positions.shape
     centre = jnp.mean(positions, axis=0)
@@ -306,15 +310,22 @@ def mirrored_direction(
         value, first, _ = radial_profile(kernel, sq, params)
         return value @ dual_scores + 2.0 * (first @ own - pair_term(first, theta_rows))
 
+    rows = positions if rows is None else rows
     size = default_block_size(n, n) if block_size is None else min(block_size, n)
-    return map_row_blocks(block, (x, positions), size) / n
+    return map_row_blocks(block, (rows - centre, rows), size) / n
 
 
 def svgd_direction(
-    kernel: str, positions: Array, scores: Array, params: KernelParams, block_size: Optional[int] = None
+    kernel: str,
+    positions: Array,
+    scores: Array,
+    params: KernelParams,
+    block_size: Optional[int] = None,
+    rows: Optional[Array] = None,
 ) -> Array:
-    r"""The SVGD direction :math:`\phi(x_i)` for every particle, in row blocks of ``block_size``."""
-    return mirrored_direction(kernel, positions, scores, params, None, block_size)
+    r"""The SVGD direction :math:`\phi(x_i)` for every particle of ``rows`` (default: all), in row
+    blocks of ``block_size``."""
+    return mirrored_direction(kernel, positions, scores, params, None, block_size, rows)
 
 
 def svmd_direction(
@@ -432,8 +443,11 @@ def svgd(
 
     def step(target: Target, state: SteinState, key: Array) -> tuple[SteinState, SteinInfo]:
         del key  # SVGD is deterministic
-        h = stein_bandwidth(kernel, state.position, fixed_h)
-        phi = svgd_direction(kernel, state.position, state.logdensity_grad, _kernel_params(h), block_size)
+        # Every particle (gathered from all devices in a sharded run); the direction of this
+        # device's particles only.
+        positions, scores = all_particles(state.position), all_particles(state.logdensity_grad)
+        h = stein_bandwidth(kernel, positions, fixed_h)
+        phi = svgd_direction(kernel, positions, scores, _kernel_params(h), block_size, rows=state.position)
         updates, opt_state = opt.update(-phi, state.opt_state, state.position)
         proposal = optax.apply_updates(state.position, updates)
         logdensity, grad = _logdensity_and_grad(target, proposal)
@@ -447,7 +461,7 @@ def svgd(
         return new, _info(new.logdensity, ok, h)
 
     params = {"kernel": kernel, "bandwidth": fixed_h, "block_size": block_size, **recorded}
-    return Sampler(init=init, step=step, name="svgd", params=params)
+    return Sampler(init=init, step=step, name="svgd", params=params, shard_local=True)
 
 
 # --------------------------------------------------------------------------- mirrored samplers
