@@ -53,7 +53,20 @@ Inner loop (the score estimate at one :math:`(x, t)`), all inside one
    :math:`N(e^{t} x, (e^{2t} - 1) I)`, weights them by :math:`\pi(x_0)` (the
    exact importance weight for that proposal) and resamples the starts
    multinomially; ``"gaussian"`` starts the chains at draws of that Gaussian
-   factor without weighting;
+   factor without weighting; ``"tempered"`` (an option of this library, not
+   of the paper or the ports) runs sequential Monte Carlo (Del Moral, Doucet
+   & Jasra 2006) with the ``inner_particles`` chains from draws of that
+   Gaussian factor :math:`g` to :math:`q_t` through
+   :math:`g\,\pi^{\beta_j}`, :math:`\beta_j = (j/J)^2`,
+   :math:`J` = ``tempering_stages``: at stage :math:`j` reweight by
+   :math:`\pi^{\beta_j - \beta_{j-1}}`, resample multinomially and, for
+   :math:`j < J`, move with ``tempering_steps`` steps of the inner sampler on
+   :math:`g\,\pi^{\beta_j}` (its step over that target's curvature bound
+   :math:`\beta_j L + e^{-2t}/(1 - e^{-2t})`). Tempering lets the chains move
+   between modes while :math:`\pi^{\beta}` is flat, and the weights then
+   share them among the modes. Plain importance sampling weights draws from
+   the wide Gaussian factor, which in 10-32 dimensions land in the tails, so
+   the weights favour the widest component;
 2. ``inner_steps`` steps of the inner stochflow sampler (``sf.ula`` or
    ``sf.mala``, composed, not re-implemented) on the inner target
    :math:`q_t(\cdot \mid x)`;
@@ -108,7 +121,9 @@ not taken. MALA (``sf.mala``) rejects those overshoots instead (an exact,
 though there slowly mixing, inner chain) and is the inner sampler to use there.
 
 Cost. ``n_grad`` of an outer step, per particle, is
-``importance_proposals`` density evaluations (importance starts only)
+``importance_proposals`` density evaluations (importance starts only; tempered
+starts: ``J * inner_particles`` densities + ``(J - 1) * inner_particles *
+(1 + tempering_steps)`` gradients)
 + ``inner_particles`` gradients for the inner chains' starts
 + ``inner_particles * inner_steps`` inner-step gradients (as reported by the
 inner sampler) + 1 density evaluation for the reported log-density.
@@ -147,7 +162,7 @@ Array = jax.Array
 
 __all__ = ["RDMCState", "RDMCInfo", "ScoreEstimate", "rdmc", "rdmc_score", "uniform_schedule"]
 
-_INNER_INITS = ("importance", "gaussian")
+_INNER_INITS = ("importance", "gaussian", "tempered")
 # An inner chain whose log q_t ends more than this many nats (plus dim) below the best it
 # reached has blown up; see "Divergence" in the module docstring.
 INNER_DIVERGENCE_NATS = 1000.0
@@ -227,17 +242,18 @@ def _check_target(target: Target) -> None:
         )
 
 
-def posterior_target(target: Target, x: Array, t: Array, scale: Array) -> Target:
+def posterior_target(target: Target, x: Array, t: Array, scale: Array, beta: Any = 1.0) -> Target:
     r"""The inner target :math:`q_t(\cdot \mid x)` in the variable ``z = x0 / scale``.
 
-    ``log q(z) = log pi(scale z) - ||x - e^{-t} scale z||^2 / (2 (1 - e^{-2t}))``.
+    ``log q(z) = beta log pi(scale z) - ||x - e^{-t} scale z||^2 / (2 (1 - e^{-2t}))``;
+    ``beta < 1`` gives the tempered intermediate targets of ``inner_init="tempered"``.
     """
     decay = jnp.exp(-t)
     variance = -jnp.expm1(-2.0 * t)
 
     def logdensity(z: Array) -> Array:
         x0 = scale * z
-        return target.logdensity(x0) - 0.5 * jnp.sum((x - decay * x0) ** 2) / variance
+        return beta * target.logdensity(x0) - 0.5 * jnp.sum((x - decay * x0) ** 2) / variance
 
     return Target(logdensity, dim=target.dim, name=f"rdmc-posterior[{target.name}]")
 
@@ -255,10 +271,8 @@ def _inner_starts(
     noise = jax.random.normal(proposal_key, (num_proposals, x.shape[0]), x.dtype)
     proposals = mean + std * noise
     log_weights = jax.vmap(target.logdensity)(proposals)
-    finite = jnp.isfinite(log_weights)
-    log_weights = jnp.where(finite, log_weights, -jnp.inf)
-    index = jax.random.categorical(resample_key, log_weights, shape=(num_chains,))
-    return proposals[index], jnp.int32(num_proposals), ~jnp.any(finite)
+    starts, none_finite = _resample(resample_key, proposals, log_weights, num_chains)
+    return starts, jnp.int32(num_proposals), none_finite
 
 
 class _InnerSettings(NamedTuple):
@@ -269,6 +283,9 @@ class _InnerSettings(NamedTuple):
     proposals: int
     burnin_steps: int
     lipschitz: float
+    scale_step: bool
+    stages: int
+    stage_steps: int
 
 
 def rdmc_score(
@@ -285,6 +302,8 @@ def rdmc_score(
     inner_burnin: float = 0.5,
     scale_inner_step: bool = True,
     lipschitz: float = 1.0,
+    tempering_stages: int = 4,
+    tempering_steps: int = 2,
 ) -> ScoreEstimate:
     r"""Monte Carlo estimate of :math:`\nabla \log p_t(x)` for one position ``x`` (dim,) at time ``t > 0``.
 
@@ -296,13 +315,15 @@ def rdmc_score(
     density evaluation). Pure and jit-able; vmap it over ``x`` for several positions.
     """
     settings = _check_inner_settings(
-        inner, inner_steps, inner_particles, inner_init, importance_proposals, inner_burnin, lipschitz
+        inner, inner_steps, inner_particles, inner_init, importance_proposals, inner_burnin, lipschitz,
+        scale_inner_step, tempering_stages, tempering_steps,
     )
-    return _estimate_score(target, x, jnp.asarray(t, x.dtype), key, settings, scale_inner_step)
+    return _estimate_score(target, x, jnp.asarray(t, x.dtype), key, settings)
 
 
 def _check_inner_settings(
-    inner, inner_steps, inner_particles, inner_init, importance_proposals, inner_burnin, lipschitz
+    inner, inner_steps, inner_particles, inner_init, importance_proposals, inner_burnin, lipschitz,
+    scale_inner_step, tempering_stages, tempering_steps,
 ) -> _InnerSettings:
     inner = _check_inner(ula(0.5) if inner is None else inner)
     inner_steps = check_int("inner_steps", inner_steps, 1)
@@ -315,45 +336,107 @@ def _check_inner_settings(
         raise ValueError(f"inner_burnin is the fraction of inner steps discarded, in [0, 1); got {inner_burnin!r}.")
     burnin_steps = min(int(math.floor(burnin * inner_steps)), inner_steps - 1)
     lipschitz = check_positive("lipschitz", lipschitz)
+    stages = check_int("tempering_stages", tempering_stages, 2)
+    stage_steps = check_int("tempering_steps", tempering_steps, 1)
     return _InnerSettings(
-        inner, inner_steps, inner_particles, inner_init, importance_proposals, burnin_steps, lipschitz
+        inner, inner_steps, inner_particles, inner_init, importance_proposals, burnin_steps, lipschitz,
+        bool(scale_inner_step), stages, stage_steps,
     )
 
 
-def _estimate_score(
-    target: Target, x: Array, t: Array, key: Array, settings: _InnerSettings, scale_inner_step: bool
-) -> ScoreEstimate:
-    start_key, init_key, run_key = jax.random.split(key, 3)
-    variance = -jnp.expm1(-2.0 * t)  # 1 - e^{-2t}
-    if scale_inner_step:  # h_t / h = 1 / (curvature bound of q_t) = variance / (1 + (L - 1) variance)
-        scale = jnp.sqrt(variance / (1.0 + (settings.lipschitz - 1.0) * variance))
-    else:
-        scale = jnp.ones((), x.dtype)
-    x0_starts, start_cost, start_bad = _inner_starts(
-        target, x, t, start_key, settings.particles, settings.init, settings.proposals
-    )
-    posterior = posterior_target(target, x, t, scale)
+def _step_scale(t: Array, beta: Array, settings: _InnerSettings) -> Array:
+    """sqrt(h_t / h): one over the root of the curvature bound beta L + e^{-2t} / (1 - e^{-2t})."""
+    variance = -jnp.expm1(-2.0 * t)
+    if not settings.scale_step:
+        return jnp.ones((), t.dtype)
+    return jnp.sqrt(variance / (1.0 + (beta * settings.lipschitz - 1.0) * variance))
+
+
+class _ChainRun(NamedTuple):
+    x0: Array  # final positions of the chains, in x0
+    total: Array  # sum of the kept iterates, in x0
+    n_grad: Array
+    diverging: Array
+
+
+def _run_chains(
+    posterior, scale, x0_starts, init_key, run_key, settings: _InnerSettings, steps: int, burnin: int
+) -> _ChainRun:
+    """``steps`` steps of the inner sampler from ``x0_starts`` on ``posterior`` (in z = x0 / scale),
+    with the sum of the iterates after ``burnin`` and the flags (a flagged step, or a blow-up)."""
     state = settings.sampler.init(posterior, x0_starts / scale, init_key)
 
     def inner_step(carry, step_index):
-        state, total, cost, bad, best, last = carry
+        state, total, cost, bad, best = carry
         state, info = settings.sampler.step(posterior, state, jax.random.fold_in(run_key, step_index))
-        kept = (step_index >= settings.burnin_steps).astype(x.dtype)
+        kept = (step_index >= burnin).astype(total.dtype)
         total = total + kept * jnp.sum(state.position, axis=0)
         cost = cost + jnp.sum(info.n_grad)
         best = jnp.maximum(best, info.logdensity)
-        return (state, total, cost, bad | jnp.any(info.diverging), best, info.logdensity), None
+        return (state, total, cost, bad | jnp.any(info.diverging), best), info.logdensity
 
-    zeros = jnp.zeros_like(x)
-    lowest = jnp.full((settings.particles,), -jnp.inf, x.dtype)
-    carry = (state, zeros, jnp.int32(0), start_bad, lowest, lowest)
-    (state, total, cost, bad, best, last), _ = jax.lax.scan(inner_step, carry, jnp.arange(settings.steps))
-    num_kept = settings.particles * (settings.steps - settings.burnin_steps)
-    posterior_mean = scale * total / num_kept
-    score = -(x - jnp.exp(-t) * posterior_mean) / variance
-    n_grad = start_cost + jnp.int32(settings.particles) + cost
-    blown_up = jnp.any(best - last > INNER_DIVERGENCE_NATS + x.shape[0])
-    return ScoreEstimate(score, n_grad, bad | blown_up | ~all_finite(score))
+    dim = x0_starts.shape[1]
+    lowest = jnp.full(x0_starts.shape[:1], -jnp.inf, x0_starts.dtype)
+    carry = (state, jnp.zeros((dim,), x0_starts.dtype), jnp.int32(0), jnp.asarray(False), lowest)
+    (state, total, cost, bad, best), logdensities = jax.lax.scan(inner_step, carry, jnp.arange(steps))
+    blown_up = jnp.any(best - logdensities[-1] > INNER_DIVERGENCE_NATS + dim)
+    n_grad = jnp.int32(x0_starts.shape[0]) + cost  # the starts' gradients + the steps'
+    return _ChainRun(scale * state.position, scale * total, n_grad, bad | blown_up)
+
+
+def _resample(key: Array, x0: Array, log_weights: Array, num: int) -> tuple[Array, Array]:
+    """``num`` multinomial draws from ``x0`` with these log-weights (Gumbel argmax: no exp, no
+    normalisation), and a flag when no weight is finite."""
+    finite = jnp.isfinite(log_weights)
+    index = jax.random.categorical(key, jnp.where(finite, log_weights, -jnp.inf), shape=(num,))
+    return x0[index], ~jnp.any(finite)
+
+
+def _tempered_starts(target: Target, x: Array, t: Array, key: Array, settings: _InnerSettings):
+    """Sequential Monte Carlo from the Gaussian factor g of q_t to q_t through g pi^beta_j,
+    beta_j = (j / J)^2: reweight by pi^(beta_j - beta_{j-1}), resample, move; the last
+    reweighting (to beta = 1) gives the starts of the chains on q_t."""
+    n, stages = settings.particles, settings.stages
+    draw_key, stage_key = jax.random.split(key)
+    noise = jax.random.normal(draw_key, (n, x.shape[0]), x.dtype)
+    x0 = jnp.exp(t) * x + jnp.sqrt(jnp.expm1(2.0 * t)) * noise
+    betas = jnp.square(jnp.arange(stages + 1, dtype=x.dtype) / stages)
+    logdensity = jax.vmap(target.logdensity)
+
+    def stage(carry, j):
+        x0, cost, bad = carry
+        resample_key, init_key, run_key = jax.random.split(jax.random.fold_in(stage_key, j), 3)
+        x0, none_finite = _resample(resample_key, x0, (betas[j] - betas[j - 1]) * logdensity(x0), n)
+        scale = _step_scale(t, betas[j], settings)
+        posterior = posterior_target(target, x, t, scale, betas[j])
+        run = _run_chains(posterior, scale, x0, init_key, run_key, settings, settings.stage_steps, 0)
+        return (run.x0, cost + n + run.n_grad, bad | none_finite | run.diverging), None
+
+    carry = (x0, jnp.int32(0), jnp.asarray(False))
+    (x0, cost, bad), _ = jax.lax.scan(stage, carry, jnp.arange(1, stages))
+    final_key = jax.random.fold_in(stage_key, stages)
+    x0, none_finite = _resample(final_key, x0, (1.0 - betas[stages - 1]) * logdensity(x0), n)
+    return x0, cost + n, bad | none_finite
+
+
+def _estimate_score(target: Target, x: Array, t: Array, key: Array, settings: _InnerSettings) -> ScoreEstimate:
+    start_key, init_key, run_key = jax.random.split(key, 3)
+    if settings.init == "tempered":
+        x0_starts, start_cost, start_bad = _tempered_starts(target, x, t, start_key, settings)
+    else:
+        x0_starts, start_cost, start_bad = _inner_starts(
+            target, x, t, start_key, settings.particles, settings.init, settings.proposals
+        )
+    one = jnp.ones((), x.dtype)
+    scale = _step_scale(t, one, settings)
+    posterior = posterior_target(target, x, t, scale)
+    run = _run_chains(
+        posterior, scale, x0_starts, init_key, run_key, settings, settings.steps, settings.burnin_steps
+    )
+    posterior_mean = run.total / (settings.particles * (settings.steps - settings.burnin_steps))
+    score = -(x - jnp.exp(-t) * posterior_mean) / -jnp.expm1(-2.0 * t)
+    n_grad = start_cost + run.n_grad
+    return ScoreEstimate(score, n_grad, start_bad | run.diverging | ~all_finite(score))
 
 
 def rdmc(
@@ -369,6 +452,8 @@ def rdmc(
     inner_burnin: float = 0.5,
     scale_inner_step: bool = True,
     lipschitz: float = 1.0,
+    tempering_stages: int = 4,
+    tempering_steps: int = 2,
     warm_start_step_size: Optional[float] = None,
     start: str = "ou",
 ) -> Sampler:
@@ -397,7 +482,8 @@ def rdmc(
     inner_particles
         Inner chains per score estimate (default 32).
     inner_init
-        ``"importance"`` (default) or ``"gaussian"``: how the inner chains start.
+        ``"importance"`` (default), ``"gaussian"`` or ``"tempered"``: how the
+        inner chains start (see the module docstring).
     importance_proposals
         Proposals of the importance-sampling start (default 128, as the port).
     inner_burnin
@@ -409,6 +495,9 @@ def rdmc(
         ``L``: a bound on the target's curvature ``||grad^2 log pi||`` where its
         mass lies, ``1 / s^2`` for a local standard deviation ``s`` (default 1,
         a target of unit scale). Used only with ``scale_inner_step``.
+    tempering_stages, tempering_steps
+        ``J >= 2`` stages of the ``"tempered"`` start and the inner-sampler
+        moves at each of the first ``J - 1`` (defaults 4 and 2).
     warm_start_step_size
         Step of the ULA warm start on ``p_T`` run in the driver's ``warmup``
         steps; default ``(1 - e^{-2T}) / 2``.
@@ -429,7 +518,8 @@ def rdmc(
     else:
         schedule = _check_schedule(times)
     settings = _check_inner_settings(
-        inner, inner_steps, inner_particles, inner_init, importance_proposals, inner_burnin, lipschitz
+        inner, inner_steps, inner_particles, inner_init, importance_proposals, inner_burnin, lipschitz,
+        scale_inner_step, tempering_stages, tempering_steps,
     )
     horizon = float(schedule[0])
     if warm_start_step_size is None:
@@ -439,7 +529,6 @@ def rdmc(
     if start not in ("ou", "given"):
         raise ValueError(f"start must be 'ou' (draw N(0, (1 - e^(-2T)) I)) or 'given', got {start!r}.")
     start_std = math.sqrt(-math.expm1(-2.0 * horizon))
-    scale_inner_step = bool(scale_inner_step)
 
     def init_one(target: Target, position: Array, key: Array) -> RDMCState:
         _check_target(target)
@@ -461,7 +550,7 @@ def rdmc(
         k = jnp.minimum(state.step, total_steps - 1)
         t_now, t_next = times_array[k], times_array[k + 1]
         score_key, noise_key = jax.random.split(key)
-        estimate = _estimate_score(target, state.position, t_now, score_key, settings, scale_inner_step)
+        estimate = _estimate_score(target, state.position, t_now, score_key, settings)
         delta = t_now - t_next
         noise = jax.random.normal(noise_key, state.position.shape, state.position.dtype)
         proposal = (
@@ -476,7 +565,7 @@ def rdmc(
     def warm_start_one(target: Target, state: RDMCState, key: Array):
         t_end = jnp.asarray(horizon, state.position.dtype)
         score_key, noise_key = jax.random.split(key)
-        estimate = _estimate_score(target, state.position, t_end, score_key, settings, scale_inner_step)
+        estimate = _estimate_score(target, state.position, t_end, score_key, settings)
         noise = jax.random.normal(noise_key, state.position.shape, state.position.dtype)
         proposal = state.position + warm_step * estimate.score + math.sqrt(2.0 * warm_step) * noise
         active = state.step == 0  # a warm start only makes sense before the schedule begins
@@ -494,8 +583,10 @@ def rdmc(
         "inner_init": settings.init,
         "importance_proposals": settings.proposals,
         "inner_burnin": float(inner_burnin),
-        "scale_inner_step": scale_inner_step,
+        "scale_inner_step": settings.scale_step,
         "lipschitz": settings.lipschitz,
+        "tempering_stages": settings.stages,
+        "tempering_steps": settings.stage_steps,
         "warm_start_step_size": warm_step,
         "start": start,
     }
