@@ -16,7 +16,8 @@ Reported: gradient evaluations per second (best of ``--repeats`` after a
 compiling run, recording every ``--thin``-th step) and the efficiency
 ``throughput(K) / (K * throughput(1))`` relative to perfect scaling.
 
-Run: ``python benchmarks/scaling.py`` (``--steps 400 --repeats 3``).
+Run: ``python benchmarks/scaling.py`` (``--steps 400 --repeats 3``); ``--reproducible``
+runs every workload with ``sample(..., reproducible=True)`` (one particle at a time).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ DEVICE_COUNTS = (1, 2, 4, 8)
 PARTICLES, DIM = 256, 100
 
 
-def child(steps: int, repeats: int, thin: int) -> dict[str, float]:
+def child(steps: int, repeats: int, thin: int, reproducible: bool) -> dict[str, float]:
     import jax
     import jax.numpy as jnp
     import numpy as np
@@ -63,7 +64,7 @@ def child(steps: int, repeats: int, thin: int) -> dict[str, float]:
     for name, (sampler, target_name) in workloads.items():
         def run():
             trace = sf.sample(sampler, targets[target_name], jax.random.key(0), PARTICLES, steps, thin=thin,
-                              chunk_size=steps // 4, progress=False, devices=devices)
+                              chunk_size=steps // 4, progress=False, devices=devices, reproducible=reproducible)
             return int(np.asarray(trace.stats["n_grad"]).sum())
 
         run()  # compile
@@ -81,22 +82,25 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=400)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--thin", type=int, default=10)
+    parser.add_argument("--reproducible", action="store_true", help="sample(..., reproducible=True)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(child(args.steps, args.repeats, args.thin)))
+        print(json.dumps(child(args.steps, args.repeats, args.thin, args.reproducible)))
         return
     table: dict[int, dict[str, float]] = {}
     for count in DEVICE_COUNTS:
         env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={count}", JAX_PLATFORMS="cpu")
+        flags = ["--reproducible"] if args.reproducible else []
         output = subprocess.run([sys.executable, __file__, "--child", "--steps", str(args.steps), "--repeats",
-                                 str(args.repeats), "--thin", str(args.thin)],
+                                 str(args.repeats), "--thin", str(args.thin), *flags],
                                 env=env, check=True, capture_output=True, text=True).stdout
         table[count] = json.loads(output.strip().splitlines()[-1])
     import jax
 
+    mode = ", reproducible=True" if args.reproducible else ""
     print(f"\n# scaling: {PARTICLES} particles, d={DIM}, {args.steps} steps (thin {args.thin}), best of "
-          f"{args.repeats}; jax {jax.__version__}, {platform.machine()}, {os.cpu_count()} cores\n")
+          f"{args.repeats}{mode}; jax {jax.__version__}, {platform.machine()}, {os.cpu_count()} cores\n")
     print("| workload | devices | gradient evals / s | speed-up | efficiency |")
     print("|---|---|---|---|---|")
     for name in table[1]:

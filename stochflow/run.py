@@ -167,6 +167,7 @@ def _make_phase(
     mesh: Optional[jax.sharding.Mesh] = None,
     num_particles: int = 0,
     shard_local: bool = False,
+    one_at_a_time: bool = False,
 ) -> Callable:
     """A jitted function running up to ``chunk_draws`` draws of ``thin`` steps each.
 
@@ -176,6 +177,8 @@ def _make_phase(
     over it from chunk to chunk, and so are the outputs' particle axes; a
     ``shard_local`` sampler's chunk runs under ``shard_map`` (each device runs
     the one-device program on its particles), any other is partitioned by XLA.
+    With ``one_at_a_time`` the chunk is traced under
+    :func:`stochflow.sharding.one_particle_at_a_time` (``reproducible=True``).
 
     ``run(state, phase_key, first_draw, num_valid)`` runs draws
     ``first_draw .. first_draw + num_valid - 1`` and returns the new state, the
@@ -206,6 +209,10 @@ def _make_phase(
         return sharding.constrain_tree(tree, mesh, num_particles, axis)
 
     def run(state, key, first_draw, num_valid):
+        with sharding.one_particle_at_a_time(one_at_a_time):
+            return run_chunk(state, key, first_draw, num_valid)
+
+    def run_chunk(state, key, first_draw, num_valid):
         state = pin(state, 0)
         _, out_counts, out_shapes = jax.eval_shape(one_draw, state, key, first_draw)
 
@@ -323,6 +330,7 @@ def sample(
     store: Optional[Union[str, os.PathLike]] = None,
     resume: bool = False,
     devices: sharding.Devices = None,
+    reproducible: bool = False,
 ) -> Trace:
     """Run ``sampler`` on ``target`` and return the recorded :class:`Trace`.
 
@@ -377,12 +385,23 @@ def sample(
         SPMD program: shard-local under ``shard_map`` for independent chains and
         SVGD (all-gathers its particles each step), partitioned by XLA for other
         interacting methods. The draws are those of the one-device run with the
-        same key (bit for bit for ULA, MALA, BAOAB and UBU as measured; to float32
-        rounding for OBABO and the Stein methods). Under ``jax.distributed`` (several processes) every
-        process makes the same call; each gets the whole trace (the draws are
+        same key (as measured, bit for bit for ULA, MALA, BAOAB and UBU draws; to
+        float32 rounding for OBABO and the Stein methods; bit for bit for all of
+        them with ``reproducible=True``). Under ``jax.distributed`` (several
+        processes) every process makes the same call; each gets the whole trace (the draws are
         gathered after every chunk), and with ``store`` process 0 writes the
         store, which the other processes then open, so its path must be on a
         filesystem they share (see the README, "Scale out").
+    reproducible
+        ``True``: each particle's step is compiled on its own (a loop over the
+        particles, :func:`stochflow.sharding.map_particles`, instead of one
+        vectorised program), so its arithmetic does not depend on how many
+        particles share a device, and the draws and stats are the same bit for bit
+        on any number of devices (independent chains and SVGD). XLA gives no such
+        promise for a vectorised program: at another batch size it may fuse the
+        same step differently and round it differently. Costs the vectorisation
+        across particles (slower, most for cheap log-densities). Resume a stored
+        run with the same setting.
     """
     if not isinstance(sampler, Sampler):
         raise TypeError(
@@ -401,6 +420,8 @@ def sample(
     num_particles = check_int("num_particles", 4 if num_particles is None else num_particles, 1)
     if chunk_size is not None:
         chunk_size = check_int("chunk_size", chunk_size, 1)
+    if not isinstance(reproducible, bool):
+        raise TypeError(f"reproducible must be True or False, got {reproducible!r}.")
     if store is None and resume:
         raise ValueError("resume=True needs store=path: only a run stored on disk can be resumed.")
     if store is not None and not isinstance(store, (str, os.PathLike)):
@@ -449,7 +470,7 @@ def sample(
         if mesh is not None:
             state = sharding.shard_tree(state, mesh, num_particles)
             warmup_key, sample_key = sharding.shard_tree((warmup_key, sample_key), mesh, num_particles)
-        layout = _Layout(mesh, num_particles, multiprocess, sampler.shard_local)
+        layout = _Layout(mesh, num_particles, multiprocess, sampler.shard_local, reproducible)
         bar = tqdm(total=warmup + num_draws * thin, initial=done.warmup_done + done.draws_done * thin,
                    disable=not progress or jax.process_index() != 0, desc=sampler.name, unit="step")
         bar.set_postfix(divergent=done.num_divergent, warmup_divergent=done.num_divergent_warmup, refresh=False)
@@ -488,11 +509,12 @@ class _Layout(NamedTuple):
     num_particles: int
     multiprocess: bool
     shard_local: bool
+    one_at_a_time: bool
 
     @property
     def phase_args(self) -> tuple:
-        """The extra ``_make_phase`` arguments: none on one device (the program is today's)."""
-        return () if self.mesh is None else (self.mesh, self.num_particles, self.shard_local)
+        """The extra ``_make_phase`` arguments (layout and ``reproducible``)."""
+        return (self.mesh, self.num_particles, self.shard_local, self.one_at_a_time)
 
     def repin(self, state: Any) -> Any:
         """``state`` with the particle layout the chunk programs take (after an eager ``end_warmup``)."""

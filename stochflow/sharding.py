@@ -25,6 +25,12 @@ do not promise the same rounding in two programs: its draws agree to float32
 rounding. Samplers without the flag are partitioned by XLA (GSPMD), which is
 correct but may round differently.
 
+``sample(..., reproducible=True)`` traces the chunk programs under
+:func:`one_particle_at_a_time`: per-particle work (:func:`map_particles`,
+:func:`map_rows`) becomes a loop whose body is compiled for one particle, the
+same code whatever the number of particles on a device, and the draws of the
+chain methods and SVGD are then the one-device draws bit for bit.
+
 Several processes (``jax.distributed.initialize``): ``devices="all"`` means
 ``jax.devices()``, every device of every process. Each process builds the
 same starting state (it is a function of the key), keeps the shards of its
@@ -34,8 +40,9 @@ array onto every process (``multihost_utils.process_allgather``).
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
-from typing import Any, Callable, Optional, Sequence, Union
+from typing import Any, Callable, Iterator, Optional, Sequence, Union
 
 import jax
 import numpy as np
@@ -43,7 +50,8 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 __all__ = ["PARTICLE_AXIS", "Devices", "resolve_mesh", "particle_axis", "num_shards", "check_divisible",
            "shard_tree", "constrain_tree", "is_multiprocess", "to_host", "tree_to_host", "shard_local",
-           "particle_keys", "all_particles"]
+           "particle_keys", "all_particles", "map_particles", "map_rows", "one_particle_at_a_time",
+           "looping_over_particles"]
 
 PARTICLE_AXIS = "particles"
 
@@ -51,6 +59,9 @@ PARTICLE_AXIS = "particles"
 # (set by :func:`shard_local`); ``None`` in an ordinary program holding every particle.
 _LOCAL_AXIS: contextvars.ContextVar[Optional[str]] = contextvars.ContextVar("stochflow_particle_axis",
                                                                             default=None)
+# Whether per-particle work is traced as a loop over particles (see :func:`map_particles`).
+_ONE_AT_A_TIME: contextvars.ContextVar[bool] = contextvars.ContextVar("stochflow_one_at_a_time",
+                                                                     default=False)
 
 Devices = Union[None, str, Sequence[Any], Mesh]
 
@@ -207,6 +218,46 @@ def all_particles(values: jax.Array) -> jax.Array:
     shards (an all-gather) in a shard-local program, ``values`` itself otherwise."""
     axis = _LOCAL_AXIS.get()
     return values if axis is None else jax.lax.all_gather(values, axis, tiled=True)
+
+
+@contextlib.contextmanager
+def one_particle_at_a_time(enabled: bool = True) -> Iterator[None]:
+    """While a program is traced in this context, :func:`map_particles` loops over
+    the particles instead of vectorising over them (``sample(..., reproducible=True)``)."""
+    token = _ONE_AT_A_TIME.set(enabled)
+    try:
+        yield
+    finally:
+        _ONE_AT_A_TIME.reset(token)
+
+
+def looping_over_particles() -> bool:
+    """Whether the program being traced runs per-particle work one particle at a time."""
+    return _ONE_AT_A_TIME.get()
+
+
+def map_rows(fn: Callable, rows: jax.Array) -> Any:
+    """``fn(rows)`` for a function computing per-row results of a batch of rows (e.g. SVGD's
+    kernel sums of some particles against all): one call normally, one call per row
+    under :func:`one_particle_at_a_time` (each row by the same compiled code)."""
+    if _ONE_AT_A_TIME.get():
+        return jax.lax.map(lambda row: jax.tree_util.tree_map(lambda leaf: leaf[0], fn(row[None])), rows)
+    return fn(rows)
+
+
+def map_particles(fn: Callable, *per_particle: Any) -> Any:
+    """``fn`` applied to each particle's slice of ``per_particle`` (axis 0 of every leaf).
+
+    Normally ``jax.vmap``: one vectorised program over the particles. Under
+    :func:`one_particle_at_a_time`, a ``lax.map`` whose body is compiled for one
+    particle: then each particle's arithmetic is the same compiled code whatever
+    the number of particles on the device, and rounds the same way on 1 or 8
+    devices (XLA may compile the vectorised program differently at another batch
+    size, e.g. contract other multiply-adds into FMA instructions). Slower: no
+    vectorisation across particles."""
+    if _ONE_AT_A_TIME.get():
+        return jax.lax.map(lambda args: fn(*args), per_particle)
+    return jax.vmap(fn)(*per_particle)
 
 
 def _specs(tree: Any, mesh: Mesh, num_local: int, axis: int) -> Any:

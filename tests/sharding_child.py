@@ -4,7 +4,8 @@
 results to the ``.npz`` file OUT (``OUT.pid`` for process PROCESS_ID):
 
 * ``layouts``: ULA, MALA (warmup adaptation), underdamped BAOAB, OBABO and UBU, SVGD, each
-  run with ``devices=None``, ``devices=<2 devices>`` and ``devices="all"`` (8), plus
+  run with ``devices=None``, ``devices=<2 devices>`` and ``devices="all"`` (8), each
+  also with ``reproducible=True`` on one device and on 8, plus
   a sharded run streamed to a store, and the refusals of bad ``devices``;
 * ``distributed``: one of two processes joined by ``jax.distributed.initialize``
   on 127.0.0.1:PORT (gloo CPU collectives), 2 devices each; runs MALA (with
@@ -118,6 +119,15 @@ def layouts(store: str) -> dict[str, np.ndarray]:
             trace = sf.sample(sampler, TARGET, KEY, 16, 40, warmup=warmup, chunk_size=15,
                               progress=False, devices=devices)
             out.update(fields(f"{name}/{layout}", trace))
+    # reproducible=True: each particle's step compiled on its own, on one device and on 8.
+    for name, (sampler, warmup) in samplers.items():
+        for layout in ("one", "all"):
+            trace = sf.sample(sampler, TARGET, KEY, 16, 40, warmup=warmup, chunk_size=15, progress=False,
+                              devices=layouts[layout], reproducible=True)
+            out.update(fields(f"reproducible/{name}/{layout}", trace))
+    trace = sf.sample(samplers["svgd"][0], TARGET, KEY, 16, 40, chunk_size=15, progress=False,
+                      devices=layouts["mesh_2d"], reproducible=True)
+    out.update(fields("reproducible/svgd/mesh_2d", trace))
     streamed = sf.sample(sf.mala(0.5), TARGET, KEY, 16, 40, warmup=25, chunk_size=15, progress=False,
                          devices="all", store=store)
     out.update(fields("mala/all_store", streamed))

@@ -105,6 +105,18 @@ def test_sharded_run_streamed_to_a_store_matches_memory(layouts):
     assert_same_run(layouts, layouts, "mala/one", "mala/all_store")
 
 
+@pytest.mark.parametrize("name", ["ula", "mala", "underdamped_baoab", "underdamped_obabo", "underdamped_ubu", "svgd"])
+def test_reproducible_runs_bit_identical_on_8_devices(layouts, name):
+    # reproducible=True compiles each particle's step on its own (a loop over particles), so
+    # the arithmetic is the same code whatever the number of particles per device: every
+    # draw and stat, log-densities included, bit for bit, for the chain methods and SVGD.
+    assert_same_run(layouts, layouts, f"reproducible/{name}/one", f"reproducible/{name}/all")
+
+
+def test_reproducible_svgd_bit_identical_on_a_2d_mesh(layouts):
+    assert_same_run(layouts, layouts, "reproducible/svgd/one", "reproducible/svgd/mesh_2d")
+
+
 def test_svgd_matches_within_float32_rounding(layouts):
     # SVGD's direction is a sum over all n particles. Sharded, each device all-gathers the
     # particles and computes its own rows with the same code, but XLA:CPU's matrix kernels give
@@ -168,6 +180,27 @@ def test_one_device_mesh_is_the_unsharded_run():
         np.testing.assert_array_equal(plain.positions, sharded.positions)
         for name in plain.stats:
             np.testing.assert_array_equal(plain.stats[name], sharded.stats[name])
+
+
+def test_reproducible_is_the_same_algorithm():
+    # One device: the loop over particles (reproducible=True) and the vectorised program run the
+    # same kernel with the same keys, so they differ only by float32 rounding. Underdamped
+    # BAOAB and ULA on this Gaussian contract; per step and coordinate the two programs may round its
+    # four updates differently, so after T steps |diff| <= T * 4u * max|x|. A different key or
+    # kernel would differ by O(1).
+    import jax
+    import jax.numpy as jnp
+
+    target = sf.Target(lambda x: -0.5 * jnp.sum((x / jnp.array([1.0, 2.0])) ** 2), dim=2, name="gauss-2d")
+    run = dict(num_particles=8, num_steps=50, chunk_size=20, progress=False)
+    for sampler in (sf.underdamped(0.2, 1.0), sf.ula(0.1)):
+        vectorised = sf.sample(sampler, target, jax.random.key(3), **run)
+        looped = sf.sample(sampler, target, jax.random.key(3), reproducible=True, **run)
+        bound = run["num_steps"] * 4 * FLOAT32_UNIT_ROUNDOFF * np.abs(vectorised.positions).max()
+        assert np.abs(vectorised.positions - looped.positions).max() <= bound
+        np.testing.assert_array_equal(vectorised.stats["n_grad"], looped.stats["n_grad"])
+    with pytest.raises(TypeError, match="reproducible"):
+        sf.sample(sf.ula(0.1), target, jax.random.key(0), 4, 5, progress=False, reproducible="yes")
 
 
 def free_port() -> int:

@@ -28,7 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..sharding import particle_keys
+from ..sharding import map_particles, particle_keys
 from ..target import Target
 
 Array = jax.Array
@@ -142,7 +142,7 @@ def independent_chains(
         def step(target: Target, state: State, key: Array) -> tuple[State, Info]:
             n_particles = jax.tree_util.tree_leaves(state)[0].shape[0]
             keys = particle_keys(key, n_particles)
-            return jax.vmap(step_fn, in_axes=(None, 0, 0))(target, state, keys)
+            return map_particles(lambda one_state, one_key: step_fn(target, one_state, one_key), state, keys)
 
         return step
 

@@ -102,7 +102,7 @@ from ..diagnostics.kernels import (
     radial_profile,
     squared_distances,
 )
-from ..sharding import all_particles
+from ..sharding import all_particles, looping_over_particles, map_particles, map_rows
 from ..target import Target
 from .base import Sampler, check_in_domain, check_positions, check_positive
 
@@ -182,20 +182,31 @@ def adagrad_momentum(alpha: float = 0.9, fudge: float = 1e-6) -> optax.GradientT
     return optax.GradientTransformation(init, update)
 
 
-def _resolve_optimizer(step_size: Any, optimizer: Any, default: Callable[[float], Any]) -> tuple[Any, dict]:
-    """The optax optimiser and what to record of it."""
+# optax factories whose update acts on each particle's coordinates alone (no norm or mean over
+# the particle set), so a device may update its own particles: SVGD is then shard-local.
+_PER_PARTICLE_FACTORIES = (optax.adam, optax.adamw, optax.adagrad, optax.rmsprop, optax.sgd)
+
+
+class _Optimizer(NamedTuple):
+    transform: optax.GradientTransformation
+    recorded: dict
+    per_particle: bool  # the update of one particle depends on that particle alone
+
+
+def _resolve_optimizer(step_size: Any, optimizer: Any, default: Callable[[float], Any]) -> _Optimizer:
+    """The optax optimiser, what to record of it, and whether its update is per particle."""
     if optimizer is None:
         if step_size is None:
             raise ValueError("step_size is required when no optimizer is given.")
         step = check_positive("step_size", step_size)
-        return default(step), {"step_size": step}
+        return _Optimizer(default(step), {"step_size": step}, True)
     if isinstance(optimizer, optax.GradientTransformation):
         if step_size is not None:
             raise ValueError(
                 "an optax optimizer carries its own learning rate: pass step_size=None with "
                 "optimizer=optax.adam(1e-2), or pass the factory (optimizer=optax.adam) with step_size."
             )
-        return optimizer, {"optimizer": repr(optimizer)[:80]}
+        return _Optimizer(optimizer, {"optimizer": repr(optimizer)[:80]}, False)
     if callable(optimizer):
         if step_size is None:
             raise ValueError(f"optimizer={optimizer!r} is a factory; give step_size for its learning rate.")
@@ -203,11 +214,39 @@ def _resolve_optimizer(step_size: Any, optimizer: Any, default: Callable[[float]
         built = optimizer(step)
         if not isinstance(built, optax.GradientTransformation):
             raise TypeError(f"optimizer(step_size) must return an optax GradientTransformation, got {type(built).__name__}.")
-        return built, {"step_size": step, "optimizer": getattr(optimizer, "__name__", repr(optimizer))}
+        recorded = {"step_size": step, "optimizer": getattr(optimizer, "__name__", repr(optimizer))}
+        return _Optimizer(built, recorded, optimizer in _PER_PARTICLE_FACTORIES)
     raise TypeError(
         f"optimizer must be None, an optax GradientTransformation or a factory step_size -> "
         f"GradientTransformation (e.g. optax.adam), got {type(optimizer).__name__}."
     )
+
+
+def _optimizer_step(optimizer: _Optimizer, phi: Array, opt_state: Any, positions: Array) -> tuple[Array, Any]:
+    """The optimiser's update for the ascent direction ``phi`` (it minimises, so gets ``-phi``).
+
+    When per-particle work runs one particle at a time and the update is per particle, it is
+    applied row by row too: leaves of the optimiser state with a particle axis are split by
+    row, the others (a step counter) are shared and come out the same from every row."""
+    if not (optimizer.per_particle and looping_over_particles()):
+        return optimizer.transform.update(-phi, opt_state, positions)
+    n = positions.shape[0]
+    leaves, treedef = jax.tree_util.tree_flatten(opt_state)
+    by_row = [np.ndim(leaf) > 0 and np.shape(leaf)[0] == n for leaf in leaves]
+    shared = [leaf for leaf, row in zip(leaves, by_row) if not row]
+
+    def one(direction, position, row_leaves):
+        rows, common = iter(row_leaves), iter(shared)
+        state = treedef.unflatten([next(rows) if row else next(common) for row in by_row])
+        update, new_state = optimizer.transform.update(-direction, state, position)
+        new_leaves = jax.tree_util.tree_leaves(new_state)
+        return update, [leaf for leaf, row in zip(new_leaves, by_row) if row], \
+            [leaf for leaf, row in zip(new_leaves, by_row) if not row]
+
+    row_leaves = [leaf for leaf, row in zip(leaves, by_row) if row]
+    updates, new_rows, new_shared = map_particles(one, phi, positions, row_leaves)
+    rows, common = iter(new_rows), iter(leaf[0] for leaf in new_shared)
+    return updates, treedef.unflatten([next(rows) if row else next(common) for row in by_row])
 
 
 def _svgd_default_optimizer(step: float) -> optax.GradientTransformation:
@@ -375,7 +414,7 @@ def svmd_direction(
 
 
 def _logdensity_and_grad(target: Target, positions: Array) -> tuple[Array, Array]:
-    return jax.vmap(target.logdensity_and_grad)(positions)
+    return map_particles(target.logdensity_and_grad, positions)
 
 
 def _finite_rows(*arrays: Array) -> Array:
@@ -431,7 +470,7 @@ def svgd(
         Particles per row block of the pairwise terms (default: a block matrix holds at most 2^22
         entries).
     """
-    opt, recorded = _resolve_optimizer(step_size, optimizer, _svgd_default_optimizer)
+    opt = _resolve_optimizer(step_size, optimizer, _svgd_default_optimizer)
     fixed_h = _check_kernel_choice(kernel, bandwidth)
     block_size = _check_block(block_size)
 
@@ -439,7 +478,7 @@ def svgd(
         del key
         positions = check_positions(target, positions)
         logdensity, grad = _logdensity_and_grad(target, positions)
-        return SteinState(positions, logdensity, grad, opt.init(positions))
+        return SteinState(positions, logdensity, grad, opt.transform.init(positions))
 
     def step(target: Target, state: SteinState, key: Array) -> tuple[SteinState, SteinInfo]:
         del key  # SVGD is deterministic
@@ -447,8 +486,9 @@ def svgd(
         # device's particles only.
         positions, scores = all_particles(state.position), all_particles(state.logdensity_grad)
         h = stein_bandwidth(kernel, positions, fixed_h)
-        phi = svgd_direction(kernel, positions, scores, _kernel_params(h), block_size, rows=state.position)
-        updates, opt_state = opt.update(-phi, state.opt_state, state.position)
+        params = _kernel_params(h)
+        phi = map_rows(lambda rows: svgd_direction(kernel, positions, scores, params, block_size, rows), state.position)
+        updates, opt_state = _optimizer_step(opt, phi, state.opt_state, state.position)
         proposal = optax.apply_updates(state.position, updates)
         logdensity, grad = _logdensity_and_grad(target, proposal)
         ok = _finite_rows(proposal, grad) & jnp.isfinite(logdensity)
@@ -460,8 +500,10 @@ def svgd(
         )
         return new, _info(new.logdensity, ok, h)
 
-    params = {"kernel": kernel, "bandwidth": fixed_h, "block_size": block_size, **recorded}
-    return Sampler(init=init, step=step, name="svgd", params=params, shard_local=True)
+    params = {"kernel": kernel, "bandwidth": fixed_h, "block_size": block_size, **opt.recorded}
+    # Shard-local only with a per-particle optimiser: a norm over the particle set (e.g.
+    # optax.clip_by_global_norm) must see every particle, which XLA's partitioner keeps.
+    return Sampler(init=init, step=step, name="svgd", params=params, shard_local=opt.per_particle)
 
 
 # --------------------------------------------------------------------------- mirrored samplers
@@ -499,7 +541,7 @@ def _mirrored_sampler(
     optimizer: Any,
     extra: dict,
 ) -> Sampler:
-    opt, recorded = _resolve_optimizer(step_size, optimizer, _rmsprop)
+    opt = _resolve_optimizer(step_size, optimizer, _rmsprop)
     fixed_h = _check_kernel_choice(kernel, bandwidth)
     _check_mirror(mirror)
 
@@ -511,14 +553,14 @@ def _mirrored_sampler(
         check_in_domain(name, mirror_map, positions)
         dual = jax.vmap(mirror_map.grad)(positions)
         logdensity, grad = _logdensity_and_grad(target, positions)
-        return MirrorSteinState(positions, dual, logdensity, grad, opt.init(dual))
+        return MirrorSteinState(positions, dual, logdensity, grad, opt.transform.init(dual))
 
     def step(target: Target, state: MirrorSteinState, key: Array) -> tuple[MirrorSteinState, SteinInfo]:
         del key  # deterministic
         mirror_map = _mirror_of(mirror, target, name)
         h = stein_bandwidth(kernel, state.position, fixed_h)
         g = direction(state.position, state.logdensity_grad, h, mirror_map)
-        updates, opt_state = opt.update(-g, state.opt_state, state.dual)
+        updates, opt_state = opt.transform.update(-g, state.opt_state, state.dual)
         dual = optax.apply_updates(state.dual, updates)
         proposal = jax.vmap(mirror_map.grad_conj)(dual)
         logdensity, grad = _logdensity_and_grad(target, proposal)
@@ -532,7 +574,8 @@ def _mirrored_sampler(
         )
         return new, _info(new.logdensity, ok, h)
 
-    params = {"kernel": kernel, "bandwidth": fixed_h, "mirror": None if mirror is None else mirror.name, **extra, **recorded}
+    params = {"kernel": kernel, "bandwidth": fixed_h, "mirror": None if mirror is None else mirror.name, **extra,
+              **opt.recorded}
     return Sampler(init=init, step=step, name=name, params=params)
 
 
