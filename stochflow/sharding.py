@@ -121,17 +121,17 @@ def check_divisible(num_particles: int, mesh: Mesh) -> None:
         )
 
 
-def _spec(mesh: Mesh, ndim: int, axis: int) -> NamedSharding:
-    parts = [None] * ndim
-    parts[axis] = particle_axis(mesh)
-    return NamedSharding(mesh, PartitionSpec(*parts))
+def _partition_spec(leaf: Any, mesh: Mesh, num_particles: int, axis: int) -> PartitionSpec:
+    """Split ``axis`` if the leaf has ``num_particles`` entries there, else replicate."""
+    if np.ndim(leaf) > axis and np.shape(leaf)[axis] == num_particles:
+        parts = [None] * np.ndim(leaf)
+        parts[axis] = particle_axis(mesh)
+        return PartitionSpec(*parts)
+    return PartitionSpec()
 
 
 def _sharding_of(leaf: Any, mesh: Mesh, num_particles: int, axis: int) -> NamedSharding:
-    """Split ``axis`` if the leaf has a particle axis there, else replicate."""
-    if np.ndim(leaf) > axis and np.shape(leaf)[axis] == num_particles:
-        return _spec(mesh, np.ndim(leaf), axis)
-    return NamedSharding(mesh, PartitionSpec())
+    return NamedSharding(mesh, _partition_spec(leaf, mesh, num_particles, axis))
 
 
 def _is_key(leaf: Any) -> bool:
@@ -221,14 +221,18 @@ def all_particles(values: jax.Array) -> jax.Array:
 
 
 @contextlib.contextmanager
-def one_particle_at_a_time(enabled: bool = True) -> Iterator[None]:
-    """While a program is traced in this context, :func:`map_particles` loops over
-    the particles instead of vectorising over them (``sample(..., reproducible=True)``)."""
-    token = _ONE_AT_A_TIME.set(enabled)
+def _bound(variable: contextvars.ContextVar, value: Any) -> Iterator[None]:
+    token = variable.set(value)
     try:
         yield
     finally:
-        _ONE_AT_A_TIME.reset(token)
+        variable.reset(token)
+
+
+def one_particle_at_a_time(enabled: bool = True) -> contextlib.AbstractContextManager:
+    """While a program is traced in this context, :func:`map_particles` loops over
+    the particles instead of vectorising over them (``sample(..., reproducible=True)``)."""
+    return _bound(_ONE_AT_A_TIME, enabled)
 
 
 def looping_over_particles() -> bool:
@@ -260,19 +264,6 @@ def map_particles(fn: Callable, *per_particle: Any) -> Any:
     return jax.vmap(fn)(*per_particle)
 
 
-def _specs(tree: Any, mesh: Mesh, num_local: int, axis: int) -> Any:
-    """Per leaf: split ``axis`` where it has ``num_local`` entries, else replicated."""
-
-    def spec(leaf: Any) -> PartitionSpec:
-        if np.ndim(leaf) > axis and np.shape(leaf)[axis] == num_local:
-            parts = [None] * np.ndim(leaf)
-            parts[axis] = particle_axis(mesh)
-            return PartitionSpec(*parts)
-        return PartitionSpec()
-
-    return jax.tree_util.tree_map(spec, tree)
-
-
 def shard_local(run: Callable, mesh: Mesh, num_particles: int, num_outputs: int) -> Callable:
     """``run(state, *replicated) -> (state, *per_particle)`` as a :func:`jax.shard_map`
     program: each device runs ``run`` on its own ``num_particles / shards``
@@ -286,14 +277,11 @@ def shard_local(run: Callable, mesh: Mesh, num_particles: int, num_outputs: int)
     axis = particle_axis(mesh)
 
     def local(state: Any, *replicated: Any) -> Any:
-        token = _LOCAL_AXIS.set(axis)
-        try:
+        with _bound(_LOCAL_AXIS, axis):
             return run(state, *replicated)
-        finally:
-            _LOCAL_AXIS.reset(token)
 
     def call(state: Any, *replicated: Any) -> Any:
-        state_specs = _specs(state, mesh, num_particles, 0)
+        state_specs = jax.tree_util.tree_map(lambda leaf: _partition_spec(leaf, mesh, num_particles, 0), state)
         in_specs = (state_specs,) + (PartitionSpec(),) * len(replicated)
         out_specs = (state_specs,) + (PartitionSpec(None, axis),) * num_outputs
         # check_vma=False: the driver's scans start their per-particle counters from zeros

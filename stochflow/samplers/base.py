@@ -66,9 +66,10 @@ class Sampler(NamedTuple):
         device's share of the particles under :func:`jax.shard_map`: per-particle
         keys from :func:`stochflow.sharding.particle_keys` and cross-particle
         terms only through :func:`stochflow.sharding.all_particles`. Sharded
-        runs (``sample(..., devices=...)``) of such a sampler give the
-        one-device draws bit for bit; others are partitioned by XLA (correct,
-        but the rounding may differ).
+        runs (``sample(..., devices=...)``) of such a sampler run each device's
+        particles with the one-device program (bit for bit the one-device draws
+        with ``reproducible=True``); others are partitioned by XLA. Both are
+        correct; without ``reproducible`` the rounding may differ.
     """
 
     init: InitFn
