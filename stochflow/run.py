@@ -48,7 +48,9 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from . import sharding
-from .samplers.base import Sampler, check_int, check_positions
+from .kernels.checks import check_int, check_key, check_positions
+from .kernels.particles import ParticleAxis
+from .samplers.base import Sampler
 from .store import Progress, RunStore
 from .target import Target, default_dtype
 from .trace import Trace, run_metadata
@@ -82,19 +84,6 @@ def default_init(target: Target, key: Array, num_particles: int) -> Array:
     if target.mirror is not None:
         return jax.vmap(target.mirror.grad_conj)(draws)
     return draws
-
-
-def _check_key(key: Any) -> Array:
-    try:
-        is_typed = jnp.issubdtype(key.dtype, jax.dtypes.prng_key)
-    except AttributeError:
-        is_typed = False
-    raw = getattr(key, "shape", None) == (2,) and getattr(key, "dtype", None) == jnp.uint32
-    if not (is_typed and key.shape == ()) and not raw:
-        raise TypeError(
-            f"key must be a single JAX PRNG key (jax.random.key(seed) or PRNGKey(seed)), got {key!r}."
-        )
-    return key
 
 
 def _resolve_num_steps(sampler: Sampler, num_steps: Optional[int]) -> int:
@@ -177,8 +166,9 @@ def _make_phase(
     over it from chunk to chunk, and so are the outputs' particle axes; a
     ``shard_local`` sampler's chunk runs under ``shard_map`` (each device runs
     the one-device program on its particles), any other is partitioned by XLA.
-    With ``one_at_a_time`` the chunk is traced under
-    :func:`stochflow.sharding.one_particle_at_a_time` (``reproducible=True``).
+    The sampler's step is given its :class:`~stochflow.kernels.particles.ParticleAxis`:
+    the mesh axis name under ``shard_map``, and ``loop=one_at_a_time``
+    (``reproducible=True``: per-particle work compiled for one particle).
 
     ``run(state, phase_key, first_draw, num_valid)`` runs draws
     ``first_draw .. first_draw + num_valid - 1`` and returns the new state, the
@@ -186,9 +176,11 @@ def _make_phase(
     (if ``record``) the stacked draws.
     """
 
+    axis = ParticleAxis(sharding.particle_axis(mesh) if mesh is not None and shard_local else None, one_at_a_time)
+
     def one_step(carry, step_index):
         state, key, n_grad, diverging = carry
-        state, info = step_fn(target, state, jax.random.fold_in(key, step_index))
+        state, info = step_fn(target, state, jax.random.fold_in(key, step_index), axis)
         return (state, key, n_grad + info.n_grad, diverging | info.diverging), info
 
     def one_draw(state, key, draw_index):
@@ -209,10 +201,6 @@ def _make_phase(
         return sharding.constrain_tree(tree, mesh, num_particles, axis)
 
     def run(state, key, first_draw, num_valid):
-        with sharding.one_particle_at_a_time(one_at_a_time):
-            return run_chunk(state, key, first_draw, num_valid)
-
-    def run_chunk(state, key, first_draw, num_valid):
         state = pin(state, 0)
         _, out_counts, out_shapes = jax.eval_shape(one_draw, state, key, first_draw)
 
@@ -394,7 +382,7 @@ def sample(
         filesystem they share (see the README, "Scale out").
     reproducible
         ``True``: each particle's step is compiled on its own (a loop over the
-        particles, :func:`stochflow.sharding.map_particles`, instead of one
+        particles, :func:`stochflow.kernels.particles.map_particles`, instead of one
         vectorised program), so its arithmetic does not depend on how many
         particles share a device, and the draws and stats are the same bit for bit
         on any number of devices (independent chains and SVGD). XLA gives no such
@@ -409,7 +397,7 @@ def sample(
         )
     if not isinstance(target, Target):
         raise TypeError(f"target must be a stochflow Target, got {type(target).__name__}.")
-    key = _check_key(key)
+    key = check_key(key)
     num_steps = _resolve_num_steps(sampler, num_steps)
     warmup = check_int("warmup", warmup, 0)
     thin = check_int("thin", thin, 1)

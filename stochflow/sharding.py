@@ -13,8 +13,9 @@ Samplers that declare ``Sampler.shard_local`` (every independent-chain
 sampler, and SVGD) run each chunk under :func:`jax.shard_map` instead
 (:func:`shard_local`): each device runs the one-device program on its own
 particles, and the only communication is what the method asks for
-(:func:`all_particles`, an all-gather). Per-particle keys are this shard's
-slice of ``jax.random.split(key, n)`` (:func:`particle_keys`), so each device
+(:func:`~stochflow.kernels.particles.all_particles`, an all-gather). Per-particle keys are this shard's
+slice of ``jax.random.split(key, n)`` (:func:`~stochflow.kernels.particles.particle_keys`, told the
+mesh axis through the step's ``ParticleAxis``), so each device
 computes what one device computes for its particles: the chain methods' draws
 are the one-device draws bit for bit (tested for ULA, MALA and the
 underdamped schemes on XLA:CPU; a recorded log-density may differ in its last
@@ -26,8 +27,8 @@ rounding. Samplers without the flag are partitioned by XLA (GSPMD), which is
 correct but may round differently.
 
 ``sample(..., reproducible=True)`` traces the chunk programs under
-:func:`one_particle_at_a_time`: per-particle work (:func:`map_particles`,
-:func:`map_rows`) becomes a loop whose body is compiled for one particle, the
+``ParticleAxis(loop=True)``: per-particle work (:func:`~stochflow.kernels.particles.map_particles`,
+:func:`~stochflow.kernels.particles.map_rows`) becomes a loop whose body is compiled for one particle, the
 same code whatever the number of particles on a device, and the draws of the
 chain methods and SVGD are then the one-device draws bit for bit.
 
@@ -40,28 +41,16 @@ array onto every process (``multihost_utils.process_allgather``).
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
-from typing import Any, Callable, Iterator, Optional, Sequence, Union
+from typing import Any, Callable, Optional, Sequence, Union
 
 import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 __all__ = ["PARTICLE_AXIS", "Devices", "resolve_mesh", "particle_axis", "num_shards", "check_divisible",
-           "shard_tree", "constrain_tree", "is_multiprocess", "to_host", "tree_to_host", "shard_local",
-           "particle_keys", "all_particles", "map_particles", "map_rows", "one_particle_at_a_time",
-           "looping_over_particles"]
+           "shard_tree", "constrain_tree", "is_multiprocess", "to_host", "tree_to_host", "shard_local"]
 
 PARTICLE_AXIS = "particles"
-
-# The mesh axis the particles are split over while a shard-local program is traced
-# (set by :func:`shard_local`); ``None`` in an ordinary program holding every particle.
-_LOCAL_AXIS: contextvars.ContextVar[Optional[str]] = contextvars.ContextVar("stochflow_particle_axis",
-                                                                            default=None)
-# Whether per-particle work is traced as a loop over particles (see :func:`map_particles`).
-_ONE_AT_A_TIME: contextvars.ContextVar[bool] = contextvars.ContextVar("stochflow_one_at_a_time",
-                                                                     default=False)
 
 Devices = Union[None, str, Sequence[Any], Mesh]
 
@@ -200,85 +189,17 @@ def tree_to_host(tree: Any) -> Any:
     return jax.tree_util.tree_map(gather, tree)
 
 
-def particle_keys(key: Any, num_local: int) -> jax.Array:
-    """One key per particle: ``jax.random.split(key, n)`` over all ``n`` particles.
-
-    In a shard-local program (:func:`shard_local`) with ``num_local`` particles
-    on this device, the rows of that split belonging to this shard, so every
-    particle gets the key it gets on one device."""
-    axis = _LOCAL_AXIS.get()
-    if axis is None:
-        return jax.random.split(key, num_local)
-    keys = jax.random.split(key, num_local * jax.lax.axis_size(axis))
-    return jax.lax.dynamic_slice_in_dim(keys, jax.lax.axis_index(axis) * num_local, num_local)
-
-
-def all_particles(values: jax.Array) -> jax.Array:
-    """``values`` (particle axis first) for every particle: gathered from all
-    shards (an all-gather) in a shard-local program, ``values`` itself otherwise."""
-    axis = _LOCAL_AXIS.get()
-    return values if axis is None else jax.lax.all_gather(values, axis, tiled=True)
-
-
-@contextlib.contextmanager
-def _bound(variable: contextvars.ContextVar, value: Any) -> Iterator[None]:
-    token = variable.set(value)
-    try:
-        yield
-    finally:
-        variable.reset(token)
-
-
-def one_particle_at_a_time(enabled: bool = True) -> contextlib.AbstractContextManager:
-    """While a program is traced in this context, :func:`map_particles` loops over
-    the particles instead of vectorising over them (``sample(..., reproducible=True)``)."""
-    return _bound(_ONE_AT_A_TIME, enabled)
-
-
-def looping_over_particles() -> bool:
-    """Whether the program being traced runs per-particle work one particle at a time."""
-    return _ONE_AT_A_TIME.get()
-
-
-def map_rows(fn: Callable, rows: jax.Array) -> Any:
-    """``fn(rows)`` for a function computing per-row results of a batch of rows (e.g. SVGD's
-    kernel sums of some particles against all): one call normally, one call per row
-    under :func:`one_particle_at_a_time` (each row by the same compiled code)."""
-    if _ONE_AT_A_TIME.get():
-        return jax.lax.map(lambda row: jax.tree_util.tree_map(lambda leaf: leaf[0], fn(row[None])), rows)
-    return fn(rows)
-
-
-def map_particles(fn: Callable, *per_particle: Any) -> Any:
-    """``fn`` applied to each particle's slice of ``per_particle`` (axis 0 of every leaf).
-
-    Normally ``jax.vmap``: one vectorised program over the particles. Under
-    :func:`one_particle_at_a_time`, a ``lax.map`` whose body is compiled for one
-    particle: then each particle's arithmetic is the same compiled code whatever
-    the number of particles on the device, and rounds the same way on 1 or 8
-    devices (XLA may compile the vectorised program differently at another batch
-    size, e.g. contract other multiply-adds into FMA instructions). Slower: no
-    vectorisation across particles."""
-    if _ONE_AT_A_TIME.get():
-        return jax.lax.map(lambda args: fn(*args), per_particle)
-    return jax.vmap(fn)(*per_particle)
-
-
 def shard_local(run: Callable, mesh: Mesh, num_particles: int, num_outputs: int) -> Callable:
     """``run(state, *replicated) -> (state, *per_particle)`` as a :func:`jax.shard_map`
     program: each device runs ``run`` on its own ``num_particles / shards``
     particles (axis 0 of ``state``, axis 1 of every leaf of each of the
     ``num_outputs`` per-particle outputs, e.g. recorded draws ``(chunk, particles, ...)``).
 
-    While ``run`` is traced, :func:`particle_keys` and :func:`all_particles`
-    know the particle axis, so a sampler written with them needs no other
-    change. Leaves of ``state`` without a particle axis (a step counter) are
-    replicated: ``run`` must compute the same value for them on every device."""
+    ``run`` must pass the mesh axis name (:func:`particle_axis`) to what it calls
+    (a sampler's ``step`` takes it in its ``ParticleAxis``). Leaves of ``state``
+    without a particle axis (a step counter) are replicated: ``run`` must compute
+    the same value for them on every device."""
     axis = particle_axis(mesh)
-
-    def local(state: Any, *replicated: Any) -> Any:
-        with _bound(_LOCAL_AXIS, axis):
-            return run(state, *replicated)
 
     def call(state: Any, *replicated: Any) -> Any:
         state_specs = jax.tree_util.tree_map(lambda leaf: _partition_spec(leaf, mesh, num_particles, 0), state)
@@ -286,7 +207,7 @@ def shard_local(run: Callable, mesh: Mesh, num_particles: int, num_outputs: int)
         out_specs = (state_specs,) + (PartitionSpec(None, axis),) * num_outputs
         # check_vma=False: the driver's scans start their per-particle counters from zeros
         # that are the same on every device; JAX's varying-axis typing would need each cast.
-        mapped = jax.shard_map(local, mesh=mesh, in_specs=in_specs, out_specs=out_specs, check_vma=False)
+        mapped = jax.shard_map(run, mesh=mesh, in_specs=in_specs, out_specs=out_specs, check_vma=False)
         return mapped(state, *replicated)
 
     return call

@@ -50,8 +50,9 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from ..samplers.base import check_int, check_positive
-from ..samplers.langevin import LangevinState, all_finite, langevin_proposal, langevin_state
+from ..kernels.checks import check_int, check_positive
+from ..kernels.langevin import LangevinPoint, langevin_point, langevin_position
+from ..kernels.metropolis import langevin_mh
 from ..target import Target
 
 Array = jax.Array
@@ -293,23 +294,16 @@ class MALABlock(_StochasticBlock):
     """MALA toward u_lam (stochflow's Langevin proposal); ``Delta S = u_lam(end) - u_lam(start)``."""
 
     def forward(self, y: Array, key: Array, target: Target) -> tuple[Array, Array]:
-        lam_target = Target(interpolated_logdensity(target, self.lam), dim=y.shape[-1], name=f"u_{self.lam}")
-        h = self.step_size
+        logdensity = interpolated_logdensity(target, self.lam)
 
-        def step(state: LangevinState, step_key):
-            noise_key, accept_key = jax.random.split(step_key)
-            noise = jax.random.normal(noise_key, state.position.shape, state.position.dtype)
-            proposal = langevin_proposal(lam_target, state, h, noise)
-            backward = state.position - proposal.position - h * proposal.logdensity_grad
-            log_ratio = (
-                proposal.logdensity - state.logdensity - jnp.sum(backward**2) / (4.0 * h) + 0.5 * jnp.sum(noise**2)
+        def step(state: LangevinPoint, step_key):
+            new_state, _, _ = langevin_mh(
+                step_key, state, self.step_size, lambda x: langevin_point(logdensity, x),
+                lambda s: s.logdensity_grad, lambda s: s.logdensity,
             )
-            finite = all_finite(proposal.position, proposal.logdensity, proposal.logdensity_grad)
-            log_ratio = jnp.where(finite & ~jnp.isnan(log_ratio), log_ratio, -jnp.inf)
-            accepted = jnp.log(jax.random.uniform(accept_key, dtype=log_ratio.dtype)) < log_ratio
-            return jax.tree_util.tree_map(lambda new, old: jnp.where(accepted, new, old), proposal, state), None
+            return new_state, None
 
-        start = langevin_state(lam_target, y)
+        start = langevin_point(logdensity, y)
         end, _ = jax.lax.scan(step, start, jax.random.split(key, self.num_steps))
         return end.position, start.logdensity - end.logdensity
 
@@ -318,17 +312,17 @@ class LangevinBlock(_StochasticBlock):
     """Unadjusted overdamped Langevin toward u_lam; ``Delta S = sum 0.5 (|eta|^2 - |eta~|^2)``."""
 
     def forward(self, y: Array, key: Array, target: Target) -> tuple[Array, Array]:
-        lam_target = Target(interpolated_logdensity(target, self.lam), dim=y.shape[-1], name=f"u_{self.lam}")
+        logdensity = interpolated_logdensity(target, self.lam)
         h = self.step_size
 
         def step(carry, step_key):
             state, delta_s = carry
             noise = jax.random.normal(step_key, state.position.shape, state.position.dtype)
-            moved = langevin_proposal(lam_target, state, h, noise)
+            moved = langevin_point(logdensity, langevin_position(state.position, state.logdensity_grad, h, noise))
             # The noise a Langevin step from the new point would need to come back.
             backward_noise = (state.position - moved.position - h * moved.logdensity_grad) / jnp.sqrt(2.0 * h)
             return (moved, delta_s + 0.5 * (jnp.sum(noise**2) - jnp.sum(backward_noise**2))), None
 
-        start = langevin_state(lam_target, y)
+        start = langevin_point(logdensity, y)
         (end, delta_s), _ = jax.lax.scan(step, (start, jnp.zeros((), y.dtype)), jax.random.split(key, self.num_steps))
         return end.position, delta_s

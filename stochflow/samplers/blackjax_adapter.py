@@ -34,7 +34,8 @@ import jax.numpy as jnp
 from blackjax.adaptation.step_size import DualAveragingAdaptationState, dual_averaging_adaptation
 
 from ..target import Target
-from .base import Sampler, check_positive, independent_chains
+from ..kernels.checks import check_positive
+from .base import Sampler, independent_chains
 
 Array = jax.Array
 
@@ -139,7 +140,7 @@ def from_blackjax(
         h = jnp.asarray(step_size, position.dtype)
         return BlackJAXState(inner, h, da_init(h))
 
-    def step_one(target: Target, state: BlackJAXState, key: Array):
+    def step_one(key: Array, state: BlackJAXState, target: Target):
         position = state.inner.position
         imm = mass(position.shape[0], position.dtype)
         h = state.step_size
@@ -162,8 +163,8 @@ def from_blackjax(
         info = BlackJAXInfo(inner.logdensity, accept_prob, h, n_grad, diverging)
         return state._replace(inner=inner), info
 
-    def warmup_step_one(target: Target, state: BlackJAXState, key: Array):
-        new_state, info = step_one(target, state, key)
+    def warmup_step_one(key: Array, state: BlackJAXState, target: Target):
+        new_state, info = step_one(key, state, target)
         adaptation = da_update(new_state.adaptation, jnp.nan_to_num(info.accept_prob))
         h = jnp.exp(adaptation.log_step_size).astype(state.step_size.dtype)
         return new_state._replace(step_size=h, adaptation=adaptation), info

@@ -27,6 +27,9 @@ Non-finite values: a ULA step that lands on a non-finite position, log-density
 or gradient is undone (the chain stays where it was) and marked ``diverging``;
 a MALA proposal with a non-finite log-density or gradient is rejected and
 marked ``diverging``.
+
+The one-chain kernels :func:`ula_kernel` and :func:`mala_kernel` take the step
+size from the state, so every ``sf.ula(h)`` shares one compiled program.
 """
 
 from __future__ import annotations
@@ -35,25 +38,28 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-from blackjax.adaptation.step_size import (
-    DualAveragingAdaptationState,
-    dual_averaging_adaptation,
-)
 
+from ..kernels import adaptation
+from ..kernels.adaptation import StepSizeAdaptation, dual_averaging_init
+from ..kernels.checks import check_bool, check_positive, check_probability
+from ..kernels.finite import undo_if_nonfinite
+from ..kernels.langevin import langevin_point, langevin_position
+from ..kernels.metropolis import langevin_mh
 from ..target import Target
-from .base import Sampler, check_positive, independent_chains
+from .base import Sampler, independent_chains
 
 Array = jax.Array
 
-__all__ = ["LangevinState", "ULAInfo", "MALAState", "MALAInfo", "ula", "mala"]
+__all__ = ["ULAState", "ULAInfo", "MALAState", "MALAInfo", "ula_kernel", "mala_kernel", "ula", "mala"]
 
 
-class LangevinState(NamedTuple):
-    """State of one overdamped Langevin chain (ULA)."""
+class ULAState(NamedTuple):
+    """One ULA chain: position, log-density and gradient there, and its step size."""
 
     position: Array
     logdensity: Array
     logdensity_grad: Array
+    step_size: Array
 
 
 class ULAInfo(NamedTuple):
@@ -63,13 +69,13 @@ class ULAInfo(NamedTuple):
 
 
 class MALAState(NamedTuple):
-    """State of one MALA chain; ``step_size`` is per chain so each adapts its own."""
+    """One MALA chain; ``step_size`` is per chain so each adapts its own."""
 
     position: Array
     logdensity: Array
     logdensity_grad: Array
     step_size: Array
-    adaptation: DualAveragingAdaptationState
+    adaptation: StepSizeAdaptation
 
 
 class MALAInfo(NamedTuple):
@@ -81,23 +87,27 @@ class MALAInfo(NamedTuple):
     diverging: Array
 
 
-def all_finite(*arrays: Array) -> Array:
-    """True when every entry of every array is finite."""
-    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(a)) for a in arrays]))
+def ula_kernel(key: Array, state: ULAState, target: Target) -> tuple[ULAState, ULAInfo]:
+    """One ULA step: ``x' = x + h grad log p(x) + sqrt(2h) xi``; undone and flagged if non-finite."""
+    noise = jax.random.normal(key, state.position.shape, state.position.dtype)
+    position = langevin_position(state.position, state.logdensity_grad, state.step_size, noise)
+    proposal = state._replace(**langevin_point(target.logdensity, position)._asdict())
+    new_state, diverging = undo_if_nonfinite(proposal, state)
+    return new_state, ULAInfo(new_state.logdensity, jnp.int32(1), diverging)
 
 
-def langevin_state(target: Target, position: Array, key: Array | None = None) -> LangevinState:
-    """The chain state at ``position`` (the key is unused: the start is deterministic)."""
-    logdensity, grad = target.logdensity_and_grad(position)
-    return LangevinState(position, logdensity, grad)
+def mala_kernel(key: Array, state: MALAState, target: Target) -> tuple[MALAState, MALAInfo]:
+    """One MALA transition: the Langevin proposal, accepted by Metropolis-Hastings."""
 
+    def evaluate(position: Array) -> MALAState:
+        return state._replace(**langevin_point(target.logdensity, position)._asdict())
 
-def langevin_proposal(
-    target: Target, state: LangevinState, step_size: Array, noise: Array
-) -> LangevinState:
-    """Euler-Maruyama step ``x + h grad + sqrt(2h) noise`` with its log-density and gradient."""
-    position = state.position + step_size * state.logdensity_grad + jnp.sqrt(2.0 * step_size) * noise
-    return langevin_state(target, position)
+    new_state, logdensity, decision = langevin_mh(
+        key, state, state.step_size, evaluate, lambda s: s.logdensity_grad, lambda s: s.logdensity
+    )
+    info = MALAInfo(logdensity, decision.accept_prob, decision.is_accepted, state.step_size, jnp.int32(1),
+                    decision.diverging)
+    return new_state, info
 
 
 def ula(step_size: float) -> Sampler:
@@ -111,14 +121,11 @@ def ula(step_size: float) -> Sampler:
     """
     step_size = check_positive("step_size", step_size)
 
-    def step_one(target: Target, state: LangevinState, key: Array):
-        noise = jax.random.normal(key, state.position.shape, state.position.dtype)
-        proposal = langevin_proposal(target, state, step_size, noise)
-        ok = all_finite(proposal.position, proposal.logdensity, proposal.logdensity_grad)
-        new_state = jax.tree_util.tree_map(lambda new, old: jnp.where(ok, new, old), proposal, state)
-        return new_state, ULAInfo(new_state.logdensity, jnp.int32(1), ~ok)
+    def init_one(target: Target, position: Array, key: Array) -> ULAState:
+        point = langevin_point(target.logdensity, position)
+        return ULAState(*point, step_size=jnp.asarray(step_size, position.dtype))
 
-    return independent_chains("ula", {"step_size": step_size}, langevin_state, step_one)
+    return independent_chains("ula", {"step_size": step_size}, init_one, ula_kernel)
 
 
 def mala(step_size: float, target_accept: float = 0.574, adapt_step_size: bool = True) -> Sampler:
@@ -135,57 +142,20 @@ def mala(step_size: float, target_accept: float = 0.574, adapt_step_size: bool =
         Whether warmup tunes the step size (each chain its own).
     """
     step_size = check_positive("step_size", step_size)
-    if not 0.0 < float(target_accept) < 1.0:
-        raise ValueError(f"target_accept must lie in (0, 1), got {target_accept!r}.")
-    da_init, da_update, da_final = dual_averaging_adaptation(float(target_accept))
+    target_accept = check_probability("target_accept", target_accept)
+    adapts = check_bool("adapt_step_size", adapt_step_size)
 
     def init_one(target: Target, position: Array, key: Array) -> MALAState:
-        base = langevin_state(target, position)
+        point = langevin_point(target.logdensity, position)
         h = jnp.asarray(step_size, position.dtype)
-        return MALAState(*base, step_size=h, adaptation=da_init(h))
+        return MALAState(*point, step_size=h, adaptation=dual_averaging_init(h, target_accept))
 
-    def step_one(target: Target, state: MALAState, key: Array):
-        noise_key, accept_key = jax.random.split(key)
-        h = state.step_size
-        current = LangevinState(state.position, state.logdensity, state.logdensity_grad)
-        noise = jax.random.normal(noise_key, state.position.shape, state.position.dtype)
-        proposal = langevin_proposal(target, current, h, noise)
-        # log q(x | x') - log q(x' | x); the forward residual is sqrt(2h) * noise.
-        backward = state.position - proposal.position - h * proposal.logdensity_grad
-        log_ratio = (
-            proposal.logdensity
-            - state.logdensity
-            - jnp.sum(backward**2) / (4.0 * h)
-            + 0.5 * jnp.sum(noise**2)
-        )
-        finite = all_finite(proposal.position, proposal.logdensity, proposal.logdensity_grad)
-        log_ratio = jnp.where(finite & ~jnp.isnan(log_ratio), log_ratio, -jnp.inf)
-        accept_prob = jnp.exp(jnp.minimum(log_ratio, 0.0))
-        accepted = jnp.log(jax.random.uniform(accept_key, dtype=log_ratio.dtype)) < log_ratio
-        moved = jax.tree_util.tree_map(
-            lambda new, old: jnp.where(accepted, new, old), proposal, current
-        )
-        new_state = state._replace(
-            position=moved.position, logdensity=moved.logdensity, logdensity_grad=moved.logdensity_grad
-        )
-        info = MALAInfo(new_state.logdensity, accept_prob, accepted, h, jnp.int32(1), ~finite)
-        return new_state, info
-
-    def warmup_step_one(target: Target, state: MALAState, key: Array):
-        new_state, info = step_one(target, state, key)
-        adaptation = da_update(new_state.adaptation, info.accept_prob)
-        new_step = jnp.exp(adaptation.log_step_size).astype(state.step_size.dtype)
-        return new_state._replace(step_size=new_step, adaptation=adaptation), info
-
-    def end_warmup_one(state: MALAState) -> MALAState:
-        return state._replace(step_size=da_final(state.adaptation).astype(state.step_size.dtype))
-
-    params = {"step_size": step_size, "target_accept": float(target_accept), "adapt_step_size": adapt_step_size}
+    params = {"step_size": step_size, "target_accept": target_accept, "adapt_step_size": adapts}
     return independent_chains(
         "mala",
         params,
         init_one,
-        step_one,
-        warmup_step_one if adapt_step_size else None,
-        end_warmup_one if adapt_step_size else None,
+        mala_kernel,
+        adaptation.adapt_step_size(mala_kernel) if adapts else None,
+        adaptation.end_step_size_adaptation if adapts else None,
     )

@@ -67,7 +67,8 @@ import numpy as np
 
 from ..geometry.mirrors import MirrorMap
 from ..target import Target
-from .base import Sampler, check_in_domain, check_positive, check_positions, independent_chains
+from ..kernels.checks import check_in_domain, check_positions, check_positive
+from .base import Sampler, independent_chains
 
 Array = jax.Array
 
@@ -246,7 +247,7 @@ def myula(step_size: float, smoothing: float) -> Sampler:
         _require_euclidean_domain("myula", target)
         return _state(target, position, envelope_fn(target))
 
-    def step_one(target: Target, state: ProximalState, key: Array):
+    def step_one(key: Array, state: ProximalState, target: Target):
         noise = jax.random.normal(key, state.position.shape, state.position.dtype)
         drift = state.logdensity_grad - state.envelope_grad
         position = state.position + gamma * drift + jnp.sqrt(2.0 * gamma) * noise
@@ -279,7 +280,7 @@ def mymala(step_size: float, smoothing: float) -> Sampler:
         _require_euclidean_domain("mymala", target)
         return _state(target, position, envelope_fn(target))
 
-    def step_one(target: Target, state: ProximalState, key: Array):
+    def step_one(key: Array, state: ProximalState, target: Target):
         g = target.nonsmooth
         noise_key, accept_key = jax.random.split(key)
         noise = jax.random.normal(noise_key, state.position.shape, state.position.dtype)
@@ -351,7 +352,7 @@ def mla(step_size: float, mirror: Optional[MirrorMap] = None) -> Sampler:
         _resolve_mirror("mla", mirror, target)
         return _state(target, position, _no_envelope)
 
-    def step_one(target: Target, state: ProximalState, key: Array):
+    def step_one(key: Array, state: ProximalState, target: Target):
         phi = _resolve_mirror("mla", mirror, target)
         noise = jax.random.normal(key, state.position.shape, state.position.dtype)
         x = state.position
@@ -386,7 +387,7 @@ def _bregman_sampler(name: str, gamma: float, lam: float, mirror: Optional[Mirro
     def init_one(target: Target, position: Array, key: Array) -> ProximalState:
         return _state(target, position, envelope_fn(target))
 
-    def step_one(target: Target, state: ProximalState, key: Array):
+    def step_one(key: Array, state: ProximalState, target: Target):
         _, phi = resolve(target)
         x = state.position
         dual = phi.grad(x) + gamma * (state.logdensity_grad - state.envelope_grad)

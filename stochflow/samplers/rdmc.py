@@ -155,8 +155,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..target import Target
-from .base import Sampler, check_int, check_positive, independent_chains
-from .langevin import all_finite, ula
+from ..kernels.checks import check_int, check_positive
+from ..kernels.finite import all_finite
+from .base import Sampler, independent_chains
+from .langevin import ula
 
 Array = jax.Array
 
@@ -544,7 +546,7 @@ def rdmc(
         diverging = active & ~(ok & jnp.isfinite(logdensity))
         return position, logdensity, RDMCInfo(logdensity, time, n_grad, diverging)
 
-    def step_one(target: Target, state: RDMCState, key: Array):
+    def step_one(key: Array, state: RDMCState, target: Target):
         times_array = jnp.asarray(schedule, state.position.dtype)
         active = state.step < total_steps
         k = jnp.minimum(state.step, total_steps - 1)
@@ -562,7 +564,7 @@ def rdmc(
         position, logdensity, info = finish(target, state, proposal, estimate, time, active)
         return RDMCState(position, logdensity, state.step + active.astype(jnp.int32)), info
 
-    def warm_start_one(target: Target, state: RDMCState, key: Array):
+    def warm_start_one(key: Array, state: RDMCState, target: Target):
         t_end = jnp.asarray(horizon, state.position.dtype)
         score_key, noise_key = jax.random.split(key)
         estimate = _estimate_score(target, state.position, t_end, score_key, settings)
@@ -590,6 +592,6 @@ def rdmc(
         "warm_start_step_size": warm_step,
         "start": start,
     }
-    sampler = independent_chains("rdmc", params, init_one, step_one, warmup_step_one=warm_start_one)
+    sampler = independent_chains("rdmc", params, init_one, step_one, warm_start_one)
     return sampler._replace(num_steps=total_steps)
 

@@ -43,7 +43,9 @@ from tqdm.auto import tqdm
 from ..flows.flow import StochasticFlow, build_flow
 from ..flows.layers import MALA, Langevin, Metropolis, RealNVP, spec_from_dict
 from ..target import Target
-from .base import Sampler, check_int, check_positive, check_positions
+from ..kernels.checks import check_int, check_key, check_positions, check_positive
+from ..kernels.particles import ALL_PARTICLES, ParticleAxis
+from .base import Sampler
 
 Array = jax.Array
 MLWeight = Union[float, Callable[[Array], Array]]
@@ -117,7 +119,8 @@ def snf(flow: StochasticFlow) -> Sampler:
         positions = check_positions(target, positions)
         return _draw(flow, target, key, positions.shape[0])[0]
 
-    def step(target: Target, state: SNFState, key: Array) -> tuple[SNFState, SNFInfo]:
+    def step(target: Target, state: SNFState, key: Array, axis: ParticleAxis = ALL_PARTICLES) -> tuple[SNFState, SNFInfo]:
+        del axis  # a fresh batch each step; XLA partitions it when sharded
         return _draw(flow, target, key, state.position.shape[0])
 
     params = {"dim": flow.dim, "layers": flow.hyperparameters()["layers"]}
@@ -299,9 +302,8 @@ def fit_snf(
     gradient is not finite are skipped, counted and reported in a warning.
     """
     target = _check_target(target)
-    from ..run import _check_key
 
-    key = _check_key(key)
+    key = check_key(key)
     num_iterations = check_int("num_iterations", num_iterations, 1)
     batch_size = check_int("batch_size", batch_size, 1)
     optimizer, rate = _check_optimizer(optimizer, learning_rate)

@@ -102,9 +102,10 @@ from ..diagnostics.kernels import (
     radial_profile,
     squared_distances,
 )
-from ..sharding import all_particles, looping_over_particles, map_particles, map_rows
+from ..kernels.checks import check_in_domain, check_positions, check_positive
+from ..kernels.particles import ALL_PARTICLES, ParticleAxis, all_particles, map_particles, map_rows
 from ..target import Target
-from .base import Sampler, check_in_domain, check_positions, check_positive
+from .base import Sampler
 
 Array = jax.Array
 
@@ -222,13 +223,14 @@ def _resolve_optimizer(step_size: Any, optimizer: Any, default: Callable[[float]
     )
 
 
-def _optimizer_step(optimizer: _Optimizer, phi: Array, opt_state: Any, positions: Array) -> tuple[Array, Any]:
+def _optimizer_step(optimizer: _Optimizer, phi: Array, opt_state: Any, positions: Array,
+                    axis: ParticleAxis = ALL_PARTICLES) -> tuple[Array, Any]:
     """The optimiser's update for the ascent direction ``phi`` (it minimises, so gets ``-phi``).
 
     When per-particle work runs one particle at a time and the update is per particle, it is
     applied row by row too: leaves of the optimiser state with a particle axis are split by
     row, the others (a step counter) are shared and come out the same from every row."""
-    if not (optimizer.per_particle and looping_over_particles()):
+    if not (optimizer.per_particle and axis.loop):
         return optimizer.transform.update(-phi, opt_state, positions)
     n = positions.shape[0]
     leaves, treedef = jax.tree_util.tree_flatten(opt_state)
@@ -244,7 +246,7 @@ def _optimizer_step(optimizer: _Optimizer, phi: Array, opt_state: Any, positions
             [leaf for leaf, row in zip(new_leaves, by_row) if not row]
 
     row_leaves = [leaf for leaf, row in zip(leaves, by_row) if row]
-    updates, new_rows, new_shared = map_particles(one, phi, positions, row_leaves)
+    updates, new_rows, new_shared = map_particles(one, phi, positions, row_leaves, axis=axis)
     rows, common = iter(new_rows), iter(leaf[0] for leaf in new_shared)
     return updates, treedef.unflatten([next(rows) if row else next(common) for row in by_row])
 
@@ -413,8 +415,8 @@ def svmd_direction(
 # --------------------------------------------------------------------------- shared plumbing
 
 
-def _logdensity_and_grad(target: Target, positions: Array) -> tuple[Array, Array]:
-    return map_particles(target.logdensity_and_grad, positions)
+def _logdensity_and_grad(target: Target, positions: Array, axis: ParticleAxis = ALL_PARTICLES) -> tuple[Array, Array]:
+    return map_particles(target.logdensity_and_grad, positions, axis=axis)
 
 
 def _finite_rows(*arrays: Array) -> Array:
@@ -480,17 +482,19 @@ def svgd(
         logdensity, grad = _logdensity_and_grad(target, positions)
         return SteinState(positions, logdensity, grad, opt.transform.init(positions))
 
-    def step(target: Target, state: SteinState, key: Array) -> tuple[SteinState, SteinInfo]:
+    def step(target: Target, state: SteinState, key: Array,
+             axis: ParticleAxis = ALL_PARTICLES) -> tuple[SteinState, SteinInfo]:
         del key  # SVGD is deterministic
         # Every particle (gathered from all devices in a sharded run); the direction of this
         # device's particles only.
-        positions, scores = all_particles(state.position), all_particles(state.logdensity_grad)
+        positions, scores = all_particles(state.position, axis), all_particles(state.logdensity_grad, axis)
         h = stein_bandwidth(kernel, positions, fixed_h)
         params = _kernel_params(h)
-        phi = map_rows(lambda rows: svgd_direction(kernel, positions, scores, params, block_size, rows), state.position)
-        updates, opt_state = _optimizer_step(opt, phi, state.opt_state, state.position)
+        phi = map_rows(lambda rows: svgd_direction(kernel, positions, scores, params, block_size, rows),
+                       state.position, axis)
+        updates, opt_state = _optimizer_step(opt, phi, state.opt_state, state.position, axis)
         proposal = optax.apply_updates(state.position, updates)
-        logdensity, grad = _logdensity_and_grad(target, proposal)
+        logdensity, grad = _logdensity_and_grad(target, proposal, axis)
         ok = _finite_rows(proposal, grad) & jnp.isfinite(logdensity)
         new = SteinState(
             position=_keep(ok, proposal, state.position),
@@ -555,15 +559,18 @@ def _mirrored_sampler(
         logdensity, grad = _logdensity_and_grad(target, positions)
         return MirrorSteinState(positions, dual, logdensity, grad, opt.transform.init(dual))
 
-    def step(target: Target, state: MirrorSteinState, key: Array) -> tuple[MirrorSteinState, SteinInfo]:
+    def step(target: Target, state: MirrorSteinState, key: Array,
+             axis: ParticleAxis = ALL_PARTICLES) -> tuple[MirrorSteinState, SteinInfo]:
         del key  # deterministic
+        # Not shard-local (the driver passes axis.name only to shard-local samplers): the
+        # pairwise terms see every particle; axis.loop maps the target per particle.
         mirror_map = _mirror_of(mirror, target, name)
         h = stein_bandwidth(kernel, state.position, fixed_h)
         g = direction(state.position, state.logdensity_grad, h, mirror_map)
         updates, opt_state = opt.transform.update(-g, state.opt_state, state.dual)
         dual = optax.apply_updates(state.dual, updates)
         proposal = jax.vmap(mirror_map.grad_conj)(dual)
-        logdensity, grad = _logdensity_and_grad(target, proposal)
+        logdensity, grad = _logdensity_and_grad(target, proposal, axis)
         ok = _finite_rows(dual, proposal, grad) & jnp.isfinite(logdensity)
         new = MirrorSteinState(
             position=_keep(ok, proposal, state.position),

@@ -31,26 +31,49 @@ Schemes, each one gradient evaluation per step (``n_grad = 1``):
 
 A step that meets a non-finite value is undone (the chain stays where it was)
 and marked ``diverging``.
+
+The pieces are :mod:`stochflow.kernels.integrators`; the one-chain kernels are
+:func:`baoab_kernel`, :func:`obabo_kernel` and :func:`ubu_kernel`. Step size,
+friction and mass live in the state (with the O and U coefficients they
+determine), so a new value runs the same compiled program.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Callable, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ..kernels.checks import check_positive
+from ..kernels.finite import undo_if_nonfinite
+from ..kernels.integrators import (
+    OURefresh,
+    OUStream,
+    drift,
+    kick,
+    ou_refresh,
+    ou_refresh_coefficients,
+    ou_stream,
+    ou_stream_coefficients,
+)
 from ..target import Target
-from .base import Sampler, check_positive, independent_chains
-from .langevin import all_finite
+from .base import Sampler, independent_chains
 
 Array = jax.Array
 
-__all__ = ["UnderdampedState", "UnderdampedInfo", "underdamped", "SCHEMES"]
+__all__ = ["UnderdampedParams", "UnderdampedState", "UnderdampedInfo", "baoab_kernel", "obabo_kernel",
+           "ubu_kernel", "underdamped", "SCHEMES"]
 
-SCHEMES = ("baoab", "obabo", "ubu")
+
+class UnderdampedParams(NamedTuple):
+    """One chain's tunables: step ``h``, diagonal mass, and the O/U coefficients of its scheme."""
+
+    step_size: Array
+    mass: Array
+    refresh: OURefresh  # O(h) for BAOAB, O(h/2) for OBABO
+    stream: OUStream  # U(h) for UBU
 
 
 class UnderdampedState(NamedTuple):
@@ -58,6 +81,7 @@ class UnderdampedState(NamedTuple):
     momentum: Array
     logdensity: Array
     logdensity_grad: Array
+    params: UnderdampedParams
 
 
 class UnderdampedInfo(NamedTuple):
@@ -66,36 +90,51 @@ class UnderdampedInfo(NamedTuple):
     diverging: Array
 
 
-class _OUStreamCoefficients(NamedTuple):
-    """Exact law of U(t) per unit mass: x += drift_x * v + noise, v = decay * v + noise."""
-
-    decay: float
-    drift_x: float
-    std_v: float
-    noise_x_from_v: float  # regression of the x noise on the v noise
-    std_x_given_v: float
+def _finish(target: Target, state: UnderdampedState, position: Array, momentum_before_kick: Array,
+            final_kick: Array) -> UnderdampedState:
+    logdensity, grad = target.logdensity_and_grad(position)
+    momentum = kick(momentum_before_kick, grad, final_kick)
+    return state._replace(position=position, momentum=momentum, logdensity=logdensity, logdensity_grad=grad)
 
 
-def ou_stream_coefficients(friction: float, time: float) -> _OUStreamCoefficients:
-    """Mean map and noise covariance of U(time), in float64 (no cancellation in float32)."""
-    s = friction * time
-    decay = math.exp(-s)
-    one_minus = -math.expm1(-s)
-    var_v = -math.expm1(-2.0 * s)
-    cov_xv = one_minus**2 / friction
-    if s < 1e-2:  # series of s - 2(1 - e^{-s}) + (1 - e^{-2s}) / 2, to O(s^6)
-        bracket = s**3 / 3.0 - s**4 / 4.0 + 7.0 * s**5 / 60.0
-    else:
-        bracket = s - 2.0 * one_minus + var_v / 2.0
-    var_x = 2.0 * bracket / friction**2
-    regression = cov_xv / var_v
-    return _OUStreamCoefficients(
-        decay=decay,
-        drift_x=one_minus / friction,
-        std_v=math.sqrt(var_v),
-        noise_x_from_v=regression,
-        std_x_given_v=math.sqrt(max(var_x - regression * cov_xv, 0.0)),
-    )
+def _undo_and_flag(proposal: UnderdampedState, state: UnderdampedState):
+    new_state, diverging = undo_if_nonfinite(proposal, state)
+    return new_state, UnderdampedInfo(new_state.logdensity, jnp.int32(1), diverging)
+
+
+def baoab_kernel(key: Array, state: UnderdampedState, target: Target):
+    """B(h/2) A(h/2) O(h) A(h/2) B(h/2)."""
+    h, mass = state.params.step_size, state.params.mass
+    p = kick(state.momentum, state.logdensity_grad, 0.5 * h)
+    x = drift(state.position, p, 0.5 * h, mass)
+    p = ou_refresh(p, state.params.refresh, mass, key)
+    x = drift(x, p, 0.5 * h, mass)
+    return _undo_and_flag(_finish(target, state, x, p, 0.5 * h), state)
+
+
+def obabo_kernel(key: Array, state: UnderdampedState, target: Target):
+    """O(h/2) B(h/2) A(h) B(h/2) O(h/2)."""
+    h, mass = state.params.step_size, state.params.mass
+    key_first, key_last = jax.random.split(key)
+    p = ou_refresh(state.momentum, state.params.refresh, mass, key_first)
+    p = kick(p, state.logdensity_grad, 0.5 * h)
+    x = drift(state.position, p, h, mass)
+    moved = _finish(target, state, x, p, 0.5 * h)
+    moved = moved._replace(momentum=ou_refresh(moved.momentum, state.params.refresh, mass, key_last))
+    return _undo_and_flag(moved, state)
+
+
+def ubu_kernel(key: Array, state: UnderdampedState, target: Target):
+    """B(h) U(h): UBU recorded at its force-evaluation points (see the module docstring)."""
+    h, mass = state.params.step_size, state.params.mass
+    velocity = kick(state.momentum, state.logdensity_grad, h) / mass
+    x, velocity = ou_stream(state.position, velocity, state.params.stream, mass, key)
+    logdensity, grad = target.logdensity_and_grad(x)
+    moved = state._replace(position=x, momentum=mass * velocity, logdensity=logdensity, logdensity_grad=grad)
+    return _undo_and_flag(moved, state)
+
+
+SCHEMES: dict[str, Callable] = {"baoab": baoab_kernel, "obabo": obabo_kernel, "ubu": ubu_kernel}
 
 
 def underdamped(
@@ -125,63 +164,27 @@ def underdamped(
     if scheme not in SCHEMES:
         raise ValueError(f"unknown scheme {scheme!r}; choose one of {', '.join(SCHEMES)}.")
     mass_array = _check_mass(mass)
-    h = step_size
+    refresh_time = step_size if scheme == "baoab" else 0.5 * step_size
+    refresh = ou_refresh_coefficients(friction, refresh_time)
+    stream = ou_stream_coefficients(friction, step_size)
 
     def init_one(target: Target, position: Array, key: Array) -> UnderdampedState:
+        dtype = position.dtype
+        mass_here = jnp.broadcast_to(jnp.asarray(mass_array, dtype), position.shape)
+        logdensity, grad = target.logdensity_and_grad(position)
+        momentum = jnp.sqrt(mass_here) * jax.random.normal(key, position.shape, dtype)
+        params = UnderdampedParams(
+            jnp.asarray(step_size, dtype),
+            mass_here,
+            OURefresh(*(jnp.asarray(c, dtype) for c in refresh)),
+            OUStream(*(jnp.asarray(c, dtype) for c in stream)),
+        )
+        return UnderdampedState(position, momentum.astype(dtype), logdensity, grad, params)
+
+    def init_checked(target: Target, position: Array, key: Array) -> UnderdampedState:
         if mass_array.ndim == 1 and mass_array.shape[0] != target.dim:
             raise ValueError(f"mass has shape {mass_array.shape}, expected ({target.dim},).")
-        logdensity, grad = target.logdensity_and_grad(position)
-        momentum = jnp.sqrt(mass_array) * jax.random.normal(key, position.shape, position.dtype)
-        return UnderdampedState(position, momentum.astype(position.dtype), logdensity, grad)
-
-    def refresh(momentum: Array, time: float, key: Array) -> Array:
-        """O(time): exact OU on the momentum."""
-        decay = math.exp(-friction * time)
-        noise = jax.random.normal(key, momentum.shape, momentum.dtype)
-        return decay * momentum + math.sqrt(-math.expm1(-2.0 * friction * time)) * jnp.sqrt(mass_array) * noise
-
-    def baoab(target: Target, state: UnderdampedState, key: Array):
-        p = state.momentum + 0.5 * h * state.logdensity_grad
-        x = state.position + 0.5 * h * p / mass_array
-        p = refresh(p, h, key)
-        x = x + 0.5 * h * p / mass_array
-        logdensity, grad = target.logdensity_and_grad(x)
-        p = p + 0.5 * h * grad
-        return UnderdampedState(x, p, logdensity, grad)
-
-    def obabo(target: Target, state: UnderdampedState, key: Array):
-        key_first, key_last = jax.random.split(key)
-        p = refresh(state.momentum, 0.5 * h, key_first)
-        p = p + 0.5 * h * state.logdensity_grad
-        x = state.position + h * p / mass_array
-        logdensity, grad = target.logdensity_and_grad(x)
-        p = p + 0.5 * h * grad
-        p = refresh(p, 0.5 * h, key_last)
-        return UnderdampedState(x, p, logdensity, grad)
-
-    stream = ou_stream_coefficients(friction, h)
-
-    def ubu(target: Target, state: UnderdampedState, key: Array):
-        # B(h) at the recorded position, then the exact U(h) (two half U's in a row).
-        velocity = (state.momentum + h * state.logdensity_grad) / mass_array
-        noise_v, noise_x = jax.random.normal(key, (2,) + velocity.shape, velocity.dtype)
-        scale = 1.0 / jnp.sqrt(mass_array)
-        x = (
-            state.position
-            + stream.drift_x * velocity
-            + scale * (stream.noise_x_from_v * stream.std_v * noise_v + stream.std_x_given_v * noise_x)
-        )
-        velocity = stream.decay * velocity + scale * stream.std_v * noise_v
-        logdensity, grad = target.logdensity_and_grad(x)
-        return UnderdampedState(x, mass_array * velocity, logdensity, grad)
-
-    move: Callable = {"baoab": baoab, "obabo": obabo, "ubu": ubu}[scheme]
-
-    def step_one(target: Target, state: UnderdampedState, key: Array):
-        proposal = move(target, state, key)
-        ok = all_finite(*proposal)
-        new_state = jax.tree_util.tree_map(lambda new, old: jnp.where(ok, new, old), proposal, state)
-        return new_state, UnderdampedInfo(new_state.logdensity, jnp.int32(1), ~ok)
+        return init_one(target, position, key)
 
     params = {
         "step_size": step_size,
@@ -189,16 +192,16 @@ def underdamped(
         "scheme": scheme,
         "mass": None if mass is None else np.asarray(mass, dtype=float).tolist(),
     }
-    return independent_chains("underdamped", params, init_one, step_one)
+    return independent_chains("underdamped", params, init_checked, SCHEMES[scheme])
 
 
-def _check_mass(mass: Optional[object]) -> Array:
+def _check_mass(mass: Optional[object]) -> np.ndarray:
     if mass is None:
-        return jnp.ones(())
+        return np.ones(())
     array = np.asarray(mass, dtype=float)
     if array.ndim > 1 or not np.all(np.isfinite(array)) or np.any(array <= 0):
         raise ValueError(
             "mass must be a positive scalar or a vector of positive entries (a diagonal mass), "
             f"got {mass!r}."
         )
-    return jnp.asarray(array)
+    return array
