@@ -97,8 +97,20 @@ def test_underdamped_obabo_within_float32_rounding(layouts):
 
 
 @pytest.mark.parametrize("layout", ["two", "mesh_1d", "mesh_2d"])
-def test_ula_bit_identical_on_device_lists_and_meshes(layouts, layout):
-    assert_same_run(layouts, layouts, "ula/one", f"ula/{layout}")
+def test_ula_within_float32_rounding_on_device_lists_and_meshes(layouts, layout):
+    # The vectorised (default) program promises the one-device draws to float32 rounding, not
+    # bit for bit: since ULA's step size is a traced value in the state (no recompilation for a
+    # new step), LLVM may contract x + h g + sqrt(2h) xi into FMA instructions differently at
+    # another number of particles per device (measured: 1 ulp on the 4x2 mesh, none on the
+    # 1-D layouts). One step rounds 4 times (two products, two sums), each off by at most
+    # u |x|; on this Gaussian with h = 0.1 the update x <- (1 - h/s^2) x + ... contracts, so the
+    # differences do not compound: after T steps |diff| <= T * 4u * max|x|. A wrong key or wrong
+    # noise would differ by O(1). Bit-identity is reproducible=True's promise (tested below).
+    one, sharded = layouts["ula/one/positions"], layouts[f"ula/{layout}/positions"]
+    bound = one.shape[1] * 4 * FLOAT32_UNIT_ROUNDOFF * np.abs(one).max()
+    assert np.abs(one - sharded).max() <= bound
+    for name in ("n_grad", "diverging"):
+        np.testing.assert_array_equal(layouts[f"ula/one/stats/{name}"], layouts[f"ula/{layout}/stats/{name}"])
 
 
 def test_sharded_run_streamed_to_a_store_matches_memory(layouts):
