@@ -1,13 +1,13 @@
-"""Sampler factories, one module per method family."""
+"""Sampler factories, one module per method family (modules are named for the family, so no factory shadows its module)."""
 
 from .base import Sampler
 from .blackjax_adapter import from_blackjax
 from .langevin import mala, ula
 from .proximal import bmmla, bmumla, mla, mymala, myula
-from .rdmc import rdmc, rdmc_score
-from .snf import fit_snf, load_snf, save_snf, snf
+from .diffusion import rdmc, rdmc_score
+from .normalizing_flow import fit_snf, load_snf, save_snf, snf
 from .stein import msvgd, svgd, svmd
-from .underdamped import underdamped
+from .kinetic import underdamped
 
 __all__ = ["Sampler", "ula", "mala", "underdamped", "rdmc", "rdmc_score", "myula", "mymala", "mla", "bmumla", "bmmla",
            "snf", "fit_snf", "save_snf", "load_snf", "from_blackjax",
