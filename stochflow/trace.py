@@ -16,6 +16,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._version import __version__
+
 __all__ = ["Trace", "run_metadata"]
 
 
@@ -24,8 +26,6 @@ def run_metadata(sampler, target, key, num_particles, num_steps, warmup, thin, d
 
     The values are plain JSON (tuples and arrays among the hyperparameters
     become lists), so the metadata reads back from a file exactly as it was."""
-    from . import __version__
-
     key_data = jax.random.key_data(key) if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key) else key
     metadata = {
         "sampler": sampler.name,
