@@ -13,9 +13,8 @@ from .samplers import Sampler, bmmla, bmumla, mala, mla, mymala, myula, rdmc, ul
 from .samplers import fit_snf, load_snf, save_snf, snf
 from .samplers import msvgd, svgd, svmd
 from .interop import from_blackjax, from_numpyro, numpyro_kernel
-from .store import load
 from .target import Target
-from .trace import Trace
+from .trace import Trace, load
 
 __all__ = [
     "Target",
