@@ -383,19 +383,10 @@ def _read_netcdf(path: pathlib.Path) -> dict[str, Any]:
 
 
 def read(path: PathLike, *, lazy: bool = False) -> dict[str, Any]:
-    """The fields of the trace written by ``to_netcdf``, ``to_zarr``, ``to_csv`` or
-    ``sample(store=...)`` at ``path``: the keyword arguments of
-    :class:`~stochflow.trace.Trace`.
-
-    The format comes from the path: a directory is zarr, ``*.csv`` is CSV
-    (with its ``.json`` beside it), anything else NetCDF. A run store that is
-    still running, or was killed, gives its committed draws.
-
-    ``lazy=True`` (zarr only) leaves the draws on disk: ``positions`` and
-    ``stats`` are :class:`StoredArray` objects that read what is sliced.
-    A target's ``constrain`` function cannot be stored; for a NumPyro model the
-    stored constrained draws come as ``constrained``.
-    """
+    """The fields of the trace stored at ``path`` (the keyword arguments of
+    :class:`~stochflow.trace.Trace`); :func:`stochflow.load` says which files
+    and what ``lazy`` does. For a NumPyro model the stored constrained draws
+    come as ``constrained`` (a ``constrain`` function cannot be stored)."""
     path = pathlib.Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist.")
