@@ -6,19 +6,15 @@
 ...                   num_particles=4, num_steps=1000, warmup=500)
 """
 
-__version__ = "0.1.0"
-
-from . import diagnostics, geometry, models, samplers
-from . import flows  # after samplers: the flows build on its Langevin kernels
-from .models.numpyro_adapter import from_numpyro, numpyro_kernel
+from ._version import __version__
+from . import diagnostics, flows, geometry, interop, models, samplers
 from .run import default_init, sample
 from .samplers import Sampler, bmmla, bmumla, mala, mla, mymala, myula, rdmc, ula, underdamped
 from .samplers import fit_snf, load_snf, save_snf, snf
-from .samplers import from_blackjax
 from .samplers import msvgd, svgd, svmd
-from .store import load
+from .interop import from_blackjax, from_numpyro, numpyro_kernel
 from .target import Target
-from .trace import Trace
+from .trace import Trace, load
 
 __all__ = [
     "Target",
@@ -49,6 +45,7 @@ __all__ = [
     "svmd",
     "samplers",
     "geometry",
+    "interop",
     "models",
     "diagnostics",
 ]

@@ -1,5 +1,11 @@
-"""Traces on disk: NetCDF, zarr and CSV files, ``load``, and the run store that
+"""Traces on disk: NetCDF, zarr and CSV files, and the run store that
 ``sample(..., store=path)`` streams into.
+
+This module knows a trace by its fields (``positions``, ``stats``,
+``metadata``, the divergence counts, ``constrain``/``constrained``), not by the
+:class:`~stochflow.trace.Trace` class, which sits above it: the writers take
+any object with those attributes, :func:`read` returns them as a dict
+(``Trace(**read(path))`` is :func:`stochflow.load`).
 
 File layout (NetCDF and zarr) is ArviZ's: a group ``posterior`` with the
 variable ``x`` of dims ``(chain, draw, dim)`` (for a target with ``constrain``,
@@ -37,9 +43,7 @@ from typing import Any, Callable, Iterator, NamedTuple, Optional, Union
 import jax
 import numpy as np
 
-from .trace import Trace
-
-__all__ = ["load", "to_netcdf", "to_zarr", "to_csv", "RunStore", "Progress", "StoredArray", "RUN_IDENTITY"]
+__all__ = ["read", "to_netcdf", "to_zarr", "to_csv", "RunStore", "Progress", "StoredArray", "RUN_IDENTITY"]
 
 PathLike = Union[str, os.PathLike]
 
@@ -92,7 +96,7 @@ def _dataset(variables: dict[str, np.ndarray], attrs: dict):
     return xr.Dataset(data_vars, coords=coords, attrs=attrs)
 
 
-def _constrained_draws(trace: Trace) -> Optional[dict[str, np.ndarray]]:
+def _constrained_draws(trace: Any) -> Optional[dict[str, np.ndarray]]:
     if trace.constrain is not None:
         return {name: np.asarray(v) for name, v in trace.constrain(np.asarray(trace.positions)).items()}
     if trace.constrained is not None:
@@ -100,7 +104,7 @@ def _constrained_draws(trace: Trace) -> Optional[dict[str, np.ndarray]]:
     return None
 
 
-def _trace_groups(trace: Trace) -> dict[str, Any]:
+def _trace_groups(trace: Any) -> dict[str, Any]:
     """The trace's ArviZ groups as xarray Datasets."""
     attrs = _attrs(trace.metadata, trace.num_divergent, trace.num_divergent_warmup)
     stats = {_file_stat_name(name): np.asarray(value) for name, value in trace.stats.items()}
@@ -131,7 +135,7 @@ def _remove(path: pathlib.Path) -> None:
         path.unlink()
 
 
-def to_netcdf(trace: Trace, path: PathLike, *, overwrite: bool = False) -> pathlib.Path:
+def to_netcdf(trace: Any, path: PathLike, *, overwrite: bool = False) -> pathlib.Path:
     """Write ``trace`` to a NetCDF-4 file (one HDF5 group per ArviZ group)."""
     path = pathlib.Path(path)
     _refuse_existing(path, overwrite)
@@ -141,7 +145,7 @@ def to_netcdf(trace: Trace, path: PathLike, *, overwrite: bool = False) -> pathl
     return path
 
 
-def to_zarr(trace: Trace, path: PathLike, *, overwrite: bool = False) -> pathlib.Path:
+def to_zarr(trace: Any, path: PathLike, *, overwrite: bool = False) -> pathlib.Path:
     """Write ``trace`` to a zarr directory (one zarr group per ArviZ group)."""
     path = pathlib.Path(path)
     _refuse_existing(path, overwrite)
@@ -168,7 +172,7 @@ def _csv_sidecar(path: pathlib.Path) -> pathlib.Path:
     return path.with_suffix(".json")
 
 
-def to_csv(trace: Trace, path: PathLike, *, overwrite: bool = False) -> pathlib.Path:
+def to_csv(trace: Any, path: PathLike, *, overwrite: bool = False) -> pathlib.Path:
     """Write ``trace`` as CSV: one row per draw, columns ``chain``, ``draw``, then one
     column per coordinate (``x[0]``, ``x[1]``...; for a NumPyro target the
     variables by name, ``theta[3]``, and the raw positions as ``unconstrained[i]``),
@@ -216,7 +220,7 @@ def to_csv(trace: Trace, path: PathLike, *, overwrite: bool = False) -> pathlib.
     return path
 
 
-def _from_csv(path: pathlib.Path) -> Trace:
+def _from_csv(path: pathlib.Path) -> dict[str, Any]:
     import pandas as pd
 
     sidecar = _csv_sidecar(path)
@@ -236,9 +240,9 @@ def _from_csv(path: pathlib.Path) -> Trace:
     variables = {name: gather(name, shape) for name, shape in info["variables"].items()}
     positions = variables.pop(info["positions"])
     stats = {_trace_stat_name(name): gather(name, shape) for name, shape in info["stats"].items()}
-    return Trace(positions=positions, stats=stats, metadata=info["metadata"],
-                 num_divergent=info["num_divergent"], num_divergent_warmup=info["num_divergent_warmup"],
-                 constrained=variables or None)
+    return dict(positions=positions, stats=stats, metadata=info["metadata"],
+                num_divergent=info["num_divergent"], num_divergent_warmup=info["num_divergent_warmup"],
+                constrained=variables or None)
 
 
 class StoredArray(np.lib.mixins.NDArrayOperatorsMixin):
@@ -301,7 +305,7 @@ class StoredArray(np.lib.mixins.NDArrayOperatorsMixin):
         return f"StoredArray(shape={self.shape}, dtype={self.dtype})"
 
 
-def _read_zarr(path: pathlib.Path, lazy: bool) -> Trace:
+def _read_zarr(path: pathlib.Path, lazy: bool) -> dict[str, Any]:
     import zarr
 
     # The checkpoint first: the consolidated metadata read after it covers at
@@ -343,12 +347,12 @@ def _read_zarr(path: pathlib.Path, lazy: bool) -> Trace:
         if num_draws:
             raise ValueError(f"{path} holds no positions (variable {POSITIONS!r}).")
         positions = {POSITIONS: np.zeros((metadata["num_particles"], 0, metadata["dim"]))}
-    return Trace(positions=positions[POSITIONS], stats=stats, metadata=metadata,
-                 num_divergent=int(num_divergent), num_divergent_warmup=int(num_divergent_warmup),
-                 constrained=constrained or None)
+    return dict(positions=positions[POSITIONS], stats=stats, metadata=metadata,
+                num_divergent=int(num_divergent), num_divergent_warmup=int(num_divergent_warmup),
+                constrained=constrained or None)
 
 
-def _read_netcdf(path: pathlib.Path) -> Trace:
+def _read_netcdf(path: pathlib.Path) -> dict[str, Any]:
     import xarray as xr
 
     def group(name: str) -> Optional[Any]:
@@ -368,7 +372,7 @@ def _read_netcdf(path: pathlib.Path) -> Trace:
     if unconstrained is not None:
         constrained = {name: posterior[name].values for name in posterior.data_vars}
     attrs = sample_stats.attrs
-    return Trace(
+    return dict(
         positions=raw[POSITIONS].values,
         stats={_trace_stat_name(name): sample_stats[name].values for name in sample_stats.data_vars},
         metadata=json.loads(attrs["stochflow_metadata"]),
@@ -378,18 +382,11 @@ def _read_netcdf(path: pathlib.Path) -> Trace:
     )
 
 
-def load(path: PathLike, *, lazy: bool = False) -> Trace:
-    """Read a trace written by ``to_netcdf``, ``to_zarr``, ``to_csv`` or ``sample(store=...)``.
-
-    The format comes from the path: a directory is zarr, ``*.csv`` is CSV
-    (with its ``.json`` beside it), anything else NetCDF. A run store that is
-    still running, or was killed, gives its committed draws.
-
-    ``lazy=True`` (zarr only) leaves the draws on disk: ``positions`` and
-    ``stats`` are :class:`StoredArray` objects that read what is sliced.
-    A target's ``constrain`` function cannot be stored; a loaded trace of a
-    NumPyro model carries the stored constrained draws as ``trace.constrained``.
-    """
+def read(path: PathLike, *, lazy: bool = False) -> dict[str, Any]:
+    """The fields of the trace stored at ``path`` (the keyword arguments of
+    :class:`~stochflow.trace.Trace`); :func:`stochflow.load` says which files
+    and what ``lazy`` does. For a NumPyro model the stored constrained draws
+    come as ``constrained`` (a ``constrain`` function cannot be stored)."""
     path = pathlib.Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist.")
@@ -474,8 +471,9 @@ class RunStore:
     """A zarr run store that ``sample`` writes into: one chunk at a time, committed
     with a checkpoint, resumable after a crash.
 
-    Use :meth:`open` (creates or resumes), then per chunk :meth:`append` and
-    :meth:`commit`, and :meth:`finish` at the end. The store holds a lock
+    Use :meth:`open` (creates or resumes), :meth:`prepare`, then per chunk
+    :meth:`append` and :meth:`commit`, and :meth:`finish` at the end (then
+    :func:`read` gives the stored trace). The store holds a lock
     (``fcntl.flock``) while open, so two runs never write one store.
     """
 
@@ -717,9 +715,8 @@ class RunStore:
         _atomic_write(self.path / RUN_DIR / "checkpoint.npz", lambda f: np.savez(f, **arrays))
         self._record = record
 
-    def finish(self, constrain: Optional[Callable] = None) -> Trace:
-        """Write the final counts into the groups' attributes, release the lock and
-        return the trace, backed by the store (:class:`StoredArray`)."""
+    def finish(self) -> None:
+        """Write the final counts into the groups' attributes and release the lock."""
         progress = self.progress
         metadata = dict(self.metadata, n_grad_warmup=progress.n_grad_warmup)
         attrs = _attrs(metadata, progress.num_divergent, progress.num_divergent_warmup)
@@ -729,9 +726,6 @@ class RunStore:
                 self._root[group].attrs.update(attrs)
         _consolidate(self.path)
         self.close()
-        trace = load(self.path, lazy=True)
-        trace.constrain = constrain
-        return trace
 
     def close(self) -> None:
         if self._lock is not None:

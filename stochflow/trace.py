@@ -1,4 +1,5 @@
-"""Trace: the draws of a run, their per-step statistics, and where they came from.
+"""Trace: the draws of a run, their per-step statistics, and where they came from;
+``load`` reads one back from a file.
 
 Layout follows ArviZ: particles are chains, so ``positions`` has shape
 ``(num_particles, num_draws, dim)`` and each ``stats[name]`` has shape
@@ -10,13 +11,17 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import json
-from typing import Any, Callable, Optional
+import os
+from typing import Any, Callable, Optional, Union
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["Trace", "run_metadata"]
+from . import store
+from ._version import __version__
+
+__all__ = ["Trace", "load", "run_metadata"]
 
 
 def run_metadata(sampler, target, key, num_particles, num_steps, warmup, thin, dtype=None) -> dict[str, Any]:
@@ -24,8 +29,6 @@ def run_metadata(sampler, target, key, num_particles, num_steps, warmup, thin, d
 
     The values are plain JSON (tuples and arrays among the hyperparameters
     become lists), so the metadata reads back from a file exactly as it was."""
-    from . import __version__
-
     key_data = jax.random.key_data(key) if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key) else key
     metadata = {
         "sampler": sampler.name,
@@ -115,23 +118,17 @@ class Trace:
 
     def to_netcdf(self, path, *, overwrite: bool = False):
         """Write to a NetCDF-4 file in ArviZ's layout; ``sf.load(path)`` reads it back."""
-        from .store import to_netcdf
-
-        return to_netcdf(self, path, overwrite=overwrite)
+        return store.to_netcdf(self, path, overwrite=overwrite)
 
     def to_zarr(self, path, *, overwrite: bool = False):
         """Write to a zarr directory in ArviZ's layout; ``sf.load(path)`` reads it back."""
-        from .store import to_zarr
-
-        return to_zarr(self, path, overwrite=overwrite)
+        return store.to_zarr(self, path, overwrite=overwrite)
 
     def to_csv(self, path, *, overwrite: bool = False):
         """Write one row per draw (``chain``, ``draw``, ``x[0]``... and the stats) to
         ``path`` (``*.csv``), the metadata to the ``.json`` beside it; see
         :func:`stochflow.store.to_csv`."""
-        from .store import to_csv
-
-        return to_csv(self, path, overwrite=overwrite)
+        return store.to_csv(self, path, overwrite=overwrite)
 
     def __repr__(self) -> str:
         return (
@@ -139,3 +136,19 @@ class Trace:
             f"num_particles={self.num_particles}, num_draws={self.num_draws}, dim={self.dim}, "
             f"num_divergent={self.num_divergent})"
         )
+
+
+def load(path: Union[str, os.PathLike], *, lazy: bool = False) -> Trace:
+    """Read a trace written by ``to_netcdf``, ``to_zarr``, ``to_csv`` or ``sample(store=...)``.
+
+    The format comes from the path: a directory is zarr, ``*.csv`` is CSV
+    (with its ``.json`` beside it), anything else NetCDF. A run store that is
+    still running, or was killed, gives its committed draws.
+
+    ``lazy=True`` (zarr only) leaves the draws on disk: ``positions`` and
+    ``stats`` are :class:`~stochflow.store.StoredArray` objects that read what
+    is sliced. A target's ``constrain`` function cannot be stored; a loaded
+    trace of a NumPyro model carries the stored constrained draws as
+    ``trace.constrained``.
+    """
+    return Trace(**store.read(path, lazy=lazy))

@@ -1,5 +1,7 @@
 """sf.sample: determinism, thinning and warmup semantics, bad input, ArviZ export."""
 
+import inspect
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -7,6 +9,8 @@ import pytest
 
 import stochflow as sf
 from trace_counter import Counter
+from stochflow.run.sinks import FollowerSink, MemorySink, Sink, StoreSink
+from stochflow.samplers.base import Requirements
 
 
 @pytest.fixture(scope="module")
@@ -93,6 +97,11 @@ BAD_RUNS = [
     (dict(num_steps=2.5), TypeError, "num_steps must be an int"),
     (dict(num_particles=0), ValueError, "num_particles must be >= 1"),
     (dict(chunk_size=0), ValueError, "chunk_size must be >= 1"),
+    (dict(progress="no"), TypeError, "progress must be True or False"),
+    (dict(reproducible=1), TypeError, "reproducible must be True or False"),
+    (dict(resume=True), ValueError, "resume=True needs store=path"),
+    (dict(store=3), TypeError, "store must be a path"),
+    (dict(devices="some"), ValueError, "devices='some' is not understood"),
 ]
 
 
@@ -106,6 +115,29 @@ def test_bad_run_settings_fail_before_compiling(kwargs, error, message):
     with pytest.raises(error, match=message):
         sf.sample(sf.ula(0.1), target, jax.random.key(0), **settings)
     assert logdensity.traces == traced_by_validation  # nothing was traced or compiled
+
+
+def test_a_target_the_sampler_cannot_use_fails_before_compiling():
+    logdensity = Counter()
+    target = sf.Target(logdensity, dim=3)
+    traced_by_validation = logdensity.traces
+    needs_a_prox = sf.ula(0.1)._replace(requires=Requirements(nonsmooth=True))
+    with pytest.raises(ValueError, match="ula needs a nonsmooth term"):
+        sf.sample(needs_a_prox, target, jax.random.key(0), num_particles=3, num_steps=5, progress=False)
+    assert logdensity.traces == traced_by_validation
+
+
+def test_every_sink_has_the_sink_protocol_s_methods_and_signatures():
+    def methods(cls):
+        members = {name: getattr(cls, name) for name in dir(cls) if not name.startswith("_")}
+        return {name: inspect.signature(member.fget if isinstance(member, property) else member)
+                for name, member in members.items()}
+
+    protocol = methods(Sink)
+    assert set(protocol) == {"progress", "restore_state", "append", "commit", "finish", "close"}
+    for sink in (MemorySink, StoreSink, FollowerSink):
+        assert methods(sink) == protocol, sink.__name__
+        assert isinstance(sink.progress, property), sink.__name__  # as in Sink
 
 
 def test_bad_targets():

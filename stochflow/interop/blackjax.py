@@ -35,7 +35,7 @@ from blackjax.adaptation.step_size import DualAveragingAdaptationState, dual_ave
 
 from ..target import Target
 from ..kernels.checks import check_positive
-from .base import Sampler, independent_chains
+from ..samplers.base import Sampler, independent_chains
 
 Array = jax.Array
 

@@ -34,21 +34,24 @@ chain methods and SVGD are then the one-device draws bit for bit.
 
 Several processes (``jax.distributed.initialize``): ``devices="all"`` means
 ``jax.devices()``, every device of every process. Each process builds the
-same starting state (it is a function of the key), keeps the shards of its
-own devices (:func:`shard_tree`), and :func:`to_host` gathers a sharded
-array onto every process (``multihost_utils.process_allgather``).
+same starting state (it is a function of the key) and keeps the shards of its
+own devices (:func:`shard_tree`); gathering them back onto every process is
+:func:`stochflow.run.distributed.to_host`.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable, Optional, Sequence, Union
 
 import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from .distributed import is_key
+
 __all__ = ["PARTICLE_AXIS", "Devices", "resolve_mesh", "particle_axis", "num_shards", "check_divisible",
-           "shard_tree", "constrain_tree", "is_multiprocess", "to_host", "tree_to_host", "shard_local"]
+           "shard_tree", "constrain_tree", "pinning", "shard_local"]
 
 PARTICLE_AXIS = "particles"
 
@@ -123,10 +126,6 @@ def _sharding_of(leaf: Any, mesh: Mesh, num_particles: int, axis: int) -> NamedS
     return NamedSharding(mesh, _partition_spec(leaf, mesh, num_particles, axis))
 
 
-def _is_key(leaf: Any) -> bool:
-    return jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key)
-
-
 def _global_array(values: np.ndarray, sharding: NamedSharding) -> jax.Array:
     return jax.make_array_from_callback(values.shape, sharding, lambda index: values[index])
 
@@ -140,7 +139,7 @@ def shard_tree(tree: Any, mesh: Mesh, num_particles: int) -> Any:
 
     def place(leaf: Any) -> Any:
         sharding = _sharding_of(leaf, mesh, num_particles, 0)
-        if _is_key(leaf):
+        if is_key(leaf):
             impl = jax.random.key_impl(leaf)
             data = _global_array(np.asarray(jax.random.key_data(leaf)), sharding)
             return jax.random.wrap_key_data(data, impl=impl)
@@ -160,33 +159,11 @@ def constrain_tree(tree: Any, mesh: Mesh, num_particles: int, axis: int = 0) -> 
     return jax.tree_util.tree_map(pin, tree)
 
 
-def is_multiprocess(mesh: Optional[Mesh]) -> bool:
-    """Whether ``mesh`` holds devices of other processes (arrays on it are not all addressable here)."""
-    return mesh is not None and any(d.process_index != jax.process_index() for d in mesh.devices.flat)
-
-
-def to_host(array: Any) -> np.ndarray:
-    """A (possibly sharded) array as one NumPy array, on every process.
-
-    With devices of other processes in the array this is a collective: every
-    process must call it, in the same order."""
-    if getattr(array, "is_fully_addressable", True):
-        return np.asarray(array)
-    from jax.experimental import multihost_utils
-
-    return np.asarray(multihost_utils.process_allgather(array, tiled=True))
-
-
-def tree_to_host(tree: Any) -> Any:
-    """Every leaf of ``tree`` on the host; PRNG keys stay keys (rebuilt from their gathered data)."""
-
-    def gather(leaf: Any) -> Any:
-        if _is_key(leaf):
-            impl = jax.random.key_impl(leaf)
-            return jax.random.wrap_key_data(to_host(jax.random.key_data(leaf)), impl=impl)
-        return to_host(leaf)
-
-    return jax.tree_util.tree_map(gather, tree)
+@functools.lru_cache(maxsize=16)
+def pinning(mesh: Mesh, num_particles: int) -> Callable[[Any], Any]:
+    """A jitted :func:`constrain_tree` on ``mesh``: gives a state computed eagerly (a
+    sampler's ``end_warmup``) the layout the chunk programs take."""
+    return jax.jit(lambda tree: constrain_tree(tree, mesh, num_particles))
 
 
 def shard_local(run: Callable, mesh: Mesh, num_particles: int, num_outputs: int) -> Callable:

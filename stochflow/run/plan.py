@@ -1,0 +1,222 @@
+"""The plan of a run: every argument of ``sample`` checked and resolved into a
+:class:`RunPlan` before anything compiles.
+
+:func:`plan_run` refuses bad input with a ``TypeError``/``ValueError`` naming
+the argument (wrong types, counts, a ``thin`` above ``num_steps``, particles
+that do not split over the devices, a target the sampler cannot use), refuses
+a store that cannot be written or resumed (touching nothing), and settles what
+the driver then only executes: the chunk sizes, the starting positions and the
+log-density there (a start outside the support is refused here), the run's
+metadata and its keys.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Any, NamedTuple, Optional, Union
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ..kernels.checks import check_bool, check_int, check_key, check_positions
+from ..samplers.base import Sampler
+from ..store import RunStore
+from ..target import Target, default_dtype
+from ..trace import run_metadata
+from .distributed import is_multiprocess, on_process_zero
+from .sharding import Devices, check_divisible, resolve_mesh
+
+Array = jax.Array
+PathLike = Union[str, os.PathLike]
+
+__all__ = ["RunKeys", "RunPlan", "plan_run", "default_init"]
+
+# Upper bound on the bytes one chunk's recorded draws may take on the host.
+CHUNK_BYTES = 64 * 2**20
+# Number of chunks a phase is cut into by default, so the progress bar moves.
+DEFAULT_CHUNKS = 20
+
+
+class RunKeys(NamedTuple):
+    """The run's key split four ways: starting positions, sampler state, warmup, sampling."""
+
+    init: Array
+    state: Array
+    warmup: Array
+    sample: Array
+
+
+class RunPlan(NamedTuple):
+    """A checked ``sample`` call: what to run, where, and where the draws go."""
+
+    sampler: Sampler
+    target: Target
+    key: Array
+    keys: RunKeys
+    num_particles: int
+    num_steps: int  # steps after warmup
+    warmup: int
+    thin: int
+    num_draws: int  # num_steps // thin, per particle
+    chunk_draws: int  # draws per sampling chunk
+    warmup_chunk: int  # steps per warmup chunk (0 without warmup)
+    positions: Array  # starting positions (num_particles, dim)
+    start_logdensity: np.ndarray  # the log-density there, finite
+    metadata: dict
+    store: Optional[PathLike]
+    resume: bool
+    mesh: Optional[jax.sharding.Mesh]  # None: one device
+    multiprocess: bool  # the mesh spans several processes
+    reproducible: bool
+    progress: bool
+
+
+def default_init(target: Target, key: Array, num_particles: int) -> Array:
+    """Default starting positions: independent Uniform(-2, 2)^dim draws.
+
+    This is NumPyro's ``init_to_uniform`` radius; it suits targets written on
+    an unconstrained scale of order one. A target that brings its own
+    ``target.init`` (NumPyro models: their init strategy) uses that. For a
+    target with a mirror map the draws are taken in the dual space and mapped
+    into the domain by ``mirror.grad_conj``, so every start lies strictly
+    inside the domain. Targets with a far-away mass should be given ``init``
+    explicitly.
+    """
+    if target.init is not None:
+        return jnp.asarray(target.init(key, num_particles), default_dtype())
+    draws = jax.random.uniform(
+        key, (num_particles, target.dim), default_dtype(), minval=-2.0, maxval=2.0
+    )
+    if target.mirror is not None:
+        return jax.vmap(target.mirror.grad_conj)(draws)
+    return draws
+
+
+def _resolve_num_steps(sampler: Sampler, num_steps: Optional[int]) -> int:
+    if sampler.num_steps is not None:
+        if num_steps is not None and num_steps != sampler.num_steps:
+            raise ValueError(
+                f"{sampler.name} carries a schedule of {sampler.num_steps} steps; "
+                f"num_steps={num_steps} contradicts it. Leave num_steps out."
+            )
+        return sampler.num_steps
+    if num_steps is None:
+        raise ValueError(f"num_steps is required for {sampler.name}.")
+    return check_int("num_steps", num_steps, 1)
+
+
+def _check_start(target: Target, positions: Array) -> np.ndarray:
+    """The log-density at the starting positions; refuses starts outside the target."""
+    # Evaluated eagerly: compiling a program for one evaluation costs more than running it
+    # (16 ms against 0.6 ms for a 100-d Gaussian, 88 ms against 2 ms for a logistic regression).
+    logdensity = jax.vmap(target.logdensity)(positions)
+    bad = np.flatnonzero(~np.isfinite(np.asarray(logdensity)))
+    if bad.size:
+        raise ValueError(
+            f"the log-density is not finite at {bad.size} starting position(s) "
+            f"(particles {bad[:10].tolist()}{'...' if bad.size > 10 else ''}); "
+            "start inside the support, e.g. pass init= explicitly."
+        )
+    checks = [("support", target.support)]
+    if target.mirror is not None:
+        checks.append(("mirror map's domain", target.mirror.in_domain))
+    for what, contains in checks:
+        if contains is None:
+            continue
+        outside = np.flatnonzero(~np.asarray(jax.vmap(contains)(positions)))
+        if outside.size:
+            raise ValueError(
+                f"{outside.size} starting position(s) lie outside the target's {what} "
+                f"(particles {outside[:10].tolist()}); pass init= strictly inside it."
+            )
+    return np.asarray(logdensity)
+
+
+def _chunk_draws(num_draws: int, thin: int, bytes_per_draw: int, chunk_size: Optional[int]) -> int:
+    """Draws per sampling chunk: ``chunk_size // thin``, or by default about 1/20 of the
+    run, capped so a chunk's draws take at most :data:`CHUNK_BYTES` on the host."""
+    if chunk_size is not None:
+        return max(1, min(num_draws, chunk_size // thin))
+    by_memory = max(1, CHUNK_BYTES // max(bytes_per_draw, 1))
+    by_progress = max(1, math.ceil(num_draws / DEFAULT_CHUNKS))
+    return max(1, min(num_draws, by_memory, by_progress))
+
+
+def _start_positions(target: Target, key: Array, num_particles: int, init: Optional[Any]) -> Array:
+    if init is None:
+        return default_init(target, key, num_particles)
+    positions = check_positions(target, jnp.asarray(init, default_dtype()))
+    if positions.shape[0] != num_particles:
+        raise ValueError(f"init has {positions.shape[0]} particles but num_particles={num_particles}.")
+    return positions
+
+
+def plan_run(
+    sampler: Sampler,
+    target: Target,
+    key: Array,
+    num_particles: Optional[int] = None,
+    num_steps: Optional[int] = None,
+    *,
+    warmup: int = 0,
+    thin: int = 1,
+    init: Optional[Any] = None,
+    progress: bool = True,
+    chunk_size: Optional[int] = None,
+    store: Optional[PathLike] = None,
+    resume: bool = False,
+    devices: Devices = None,
+    reproducible: bool = False,
+) -> RunPlan:
+    """Check the arguments of :func:`~stochflow.run.sample` (same names, same meaning)
+    and resolve them into a :class:`RunPlan`; raises before anything compiles."""
+    if not isinstance(sampler, Sampler):
+        raise TypeError(
+            f"sampler must be a stochflow Sampler (e.g. sf.mala(step_size=0.1)), got {type(sampler).__name__}."
+        )
+    if not isinstance(target, Target):
+        raise TypeError(f"target must be a stochflow Target, got {type(target).__name__}.")
+    key = check_key(key)
+    num_steps = _resolve_num_steps(sampler, num_steps)
+    warmup = check_int("warmup", warmup, 0)
+    thin = check_int("thin", thin, 1)
+    if thin > num_steps:
+        raise ValueError(f"thin={thin} is larger than num_steps={num_steps}: no draw would be recorded.")
+    if init is not None and num_particles is None:
+        num_particles = getattr(init, "shape", (4,))[0]
+    num_particles = check_int("num_particles", 4 if num_particles is None else num_particles, 1)
+    if chunk_size is not None:
+        chunk_size = check_int("chunk_size", chunk_size, 1)
+    progress = check_bool("progress", progress)
+    reproducible = check_bool("reproducible", reproducible)
+    resume = check_bool("resume", resume)
+    if store is None and resume:
+        raise ValueError("resume=True needs store=path: only a run stored on disk can be resumed.")
+    if store is not None and not isinstance(store, (str, os.PathLike)):
+        raise TypeError(f"store must be a path (str or os.PathLike), got {type(store).__name__}.")
+    mesh = resolve_mesh(devices)
+    if mesh is not None:
+        check_divisible(num_particles, mesh)
+    multiprocess = is_multiprocess(mesh)
+    sampler.check_target(target)
+
+    dtype = default_dtype()
+    num_draws = num_steps // thin
+    bytes_per_draw = num_particles * (target.dim + 8) * np.dtype(dtype).itemsize
+    metadata = run_metadata(sampler, target, key, num_particles, num_steps, warmup, thin, dtype)
+    if store is not None:
+        on_process_zero(multiprocess, lambda: RunStore.check(store, metadata, resume=resume))
+
+    keys = RunKeys(*jax.random.split(key, 4))
+    positions = _start_positions(target, keys.init, num_particles, init)
+    return RunPlan(
+        sampler=sampler, target=target, key=key, keys=keys, num_particles=num_particles,
+        num_steps=num_steps, warmup=warmup, thin=thin, num_draws=num_draws,
+        chunk_draws=_chunk_draws(num_draws, thin, bytes_per_draw, chunk_size),
+        warmup_chunk=min(warmup, chunk_size or max(1, math.ceil(warmup / DEFAULT_CHUNKS))),
+        positions=positions, start_logdensity=_check_start(target, positions), metadata=metadata,
+        store=store, resume=resume, mesh=mesh, multiprocess=multiprocess, reproducible=reproducible,
+        progress=progress,
+    )
