@@ -24,7 +24,7 @@ import numpy as np
 Array = jax.Array
 LogDensityFn = Callable[[Array], Array]
 
-__all__ = ["Target", "default_dtype"]
+__all__ = ["Target", "default_dtype", "check_mirror"]
 
 
 def default_dtype() -> jnp.dtype:
@@ -77,9 +77,12 @@ _MIRROR_FUNCTIONS = (
     "hessian_matvec",
     "inverse_hessian_matvec",
     "hessian_sqrt_matvec",
+    "inverse_hessian_divergence",
+    "logdet_hessian",
     "in_domain",
 )
-
+# The capability fields the samplers read (sf.geometry.MirrorMap has them all).
+_MIRROR_FIELDS = ("name", "params", "separable", "bounds", "inverse_hessian_factors")
 
 def _check_nonsmooth(nonsmooth: Any, dim: int) -> None:
     """A nonsmooth term must have ``value(x) -> scalar`` and ``prox(x, lam) -> (dim,)``."""
@@ -105,14 +108,27 @@ def _check_nonsmooth(nonsmooth: Any, dim: int) -> None:
         raise ValueError(f"nonsmooth.prox must return shape ({dim},), got {prox.shape}.")
 
 
-def _check_mirror(mirror: Any, dim: int) -> None:
-    """A mirror map must have the functions of ``sf.geometry.MirrorMap`` and act on ``(dim,)``."""
+def check_mirror(mirror: Any, dim: Optional[int] = None) -> Any:
+    """``mirror`` if it is a mirror map (the functions and fields of ``sf.geometry.MirrorMap``,
+    hashable), acting on shape ``(dim,)`` when ``dim`` is given; else a TypeError/ValueError.
+
+    The one check of a mirror map: for ``Target(..., mirror=)`` and every sampler's ``mirror=``.
+    """
     missing = [name for name in _MIRROR_FUNCTIONS if not callable(getattr(mirror, name, None))]
+    missing += [name for name in _MIRROR_FIELDS if not hasattr(mirror, name)]
     if missing:
         raise TypeError(
             "mirror must be a mirror map such as sf.geometry.log_barrier(0.0, 1.0); "
             f"{type(mirror).__name__} lacks {', '.join(missing)}."
         )
+    try:
+        hash(mirror)
+    except TypeError:
+        raise TypeError(
+            f"a mirror map must be hashable (compared by value); {type(mirror).__name__} is not."
+        ) from None
+    if dim is None:
+        return mirror
     probe = jax.ShapeDtypeStruct((dim,), default_dtype())
     try:
         out = jax.eval_shape(mirror.grad_conj, probe)
@@ -127,6 +143,7 @@ def _check_mirror(mirror: Any, dim: int) -> None:
             f"the mirror map must map shape ({dim},) to ({dim},) and in_domain to a bool; got "
             f"{out.shape} and {inside.shape}. Check that its per-coordinate parameters have length dim."
         )
+    return mirror
 
 
 class Target:
@@ -193,7 +210,7 @@ class Target:
         if nonsmooth is not None:
             _check_nonsmooth(nonsmooth, self.dim)
         if mirror is not None:
-            _check_mirror(mirror, self.dim)
+            check_mirror(mirror, self.dim)
         self.nonsmooth = nonsmooth
         self.mirror = mirror
         self.support = support

@@ -293,3 +293,35 @@ def test_nonsmooth_bad_input():
         box_indicator(0.0, 1.0).bregman_prox(jnp.ones(2) * 0.5, 0.1, entropic_simplex())
     assert not ball_indicator().supports(euclidean())
     assert l1().supports(entropic_simplex())
+
+
+def test_mirror_maps_compare_and_hash_by_value():
+    assert log_barrier(0.0, 1.0) == log_barrier(0, 1)
+    assert hash(log_barrier(0.0, 1.0)) == hash(log_barrier(0, 1))
+    assert log_barrier(0.0, 1.0) != log_barrier(0.0, 2.0)
+    assert log_barrier(0.0, 1.0) != log_barrier(np.zeros(2), np.ones(2))  # shapes are part of the value
+    assert hyperbolic_entropy(0.5) != hyperbolic_entropy(1.0)
+    assert euclidean() == euclidean() and entropic_simplex() != euclidean()
+    assert len({log_barrier(0, 1), log_barrier(0, 1), log_barrier(0, 2)}) == 2
+    assert repr(log_barrier(0.0, 2.0)) == "log_barrier(lower=0.0, upper=2.0)"
+
+
+def test_a_user_defined_map_with_the_fields_gets_the_bregman_proxes_and_fast_paths():
+    from stochflow.samplers.stein import _kernel_params, mirrored_direction
+
+    with jax.enable_x64(True):
+        built_in = log_barrier(0.0, np.inf)
+        # The same map under another family name: only the capability fields tell what it can do.
+        mine = built_in._replace(name="my_orthant")
+        x = jnp.array([0.3, 2.0, 0.01])
+        np.testing.assert_allclose(l1(0.7).bregman_prox(x, 0.2, mine), l1(0.7).bregman_prox(x, 0.2, built_in))
+        assert box_indicator(0.0, 1.0).supports(mine)
+        assert not simplex_indicator().supports(mine)
+        # Without the separable field it has no Bregman prox, and Stein takes the dense path.
+        opaque = mine._replace(separable=False, inverse_hessian_factors=None)
+        assert opaque != mine and l1().bregman_prox_for(opaque) is None
+        theta = jax.vmap(built_in.grad_conj)(jax.random.normal(jax.random.key(0), (6, 3)))
+        scores = jax.random.normal(jax.random.key(1), (6, 3))
+        params = _kernel_params(jnp.asarray(0.5))
+        np.testing.assert_allclose(mirrored_direction("imq", theta, scores, params, opaque),
+                                   mirrored_direction("imq", theta, scores, params, mine), rtol=1e-10)

@@ -204,6 +204,42 @@ def test_methods_refuse_targets_they_cannot_sample():
         )
 
 
+def test_a_mirror_map_given_to_a_factory_is_compared_with_the_targets_by_value():
+    box = sf.Target(zero, 2, nonsmooth=l1(1.0), mirror=log_barrier(0.0, 1.0))
+    start = jnp.full((1, 2), 0.5)
+    for factory in (lambda m: sf.bmumla(0.1, 0.1, mirror=m), lambda m: sf.bmmla(0.1, 0.1, mirror=m)):
+        factory(log_barrier(0.0, 1.0)).init(box, start, jax.random.key(0))  # equal by value: accepted
+        with pytest.raises(ValueError, match=r"was given the log_barrier\(lower=0.0, upper=2.0\)"):
+            factory(log_barrier(0.0, 2.0)).init(box, start, jax.random.key(0))
+    smooth_box = sf.Target(zero, 2, mirror=log_barrier(0.0, 1.0))
+    with pytest.raises(ValueError, match="was given"):
+        sf.mla(0.1, mirror=log_barrier(0.0, 2.0)).init(smooth_box, start, jax.random.key(0))
+    with pytest.raises(ValueError, match="was given"):
+        sf.msvgd(0.1, mirror=log_barrier(0.0, 2.0)).init(smooth_box, start, jax.random.key(0))
+
+
+def test_a_new_step_size_or_smoothing_does_not_compile_again():
+    from trace_counter import Counter
+
+    def run(sampler, target):
+        before = target.logdensity.traces
+        sf.sample(sampler, target, jax.random.key(0), num_particles=2, num_steps=5, progress=False)
+        return target.logdensity.traces - before
+
+    laplace = sf.Target(Counter(), 1, nonsmooth=l1(1.0))
+    first = run(sf.myula(1e-3, 1e-2), laplace)
+    eager = run(sf.myula(1e-3, 1e-2), laplace)  # compiled already: only the eager start check and init
+    assert first > eager
+    assert run(sf.myula(2e-3, 1e-2), laplace) == eager
+    assert run(sf.myula(2e-3, 5e-2), laplace) == eager
+    box = sf.Target(Counter(), 2, nonsmooth=l1(1.0), mirror=log_barrier(0.0, 1.0))
+    for factory in (sf.bmumla, lambda h, lam: sf.bmmla(h, lam, inner_steps=3),
+                    lambda h, lam: sf.bmumla(h, lam, mirror=log_barrier(0.0, 1.0))):
+        run(factory(1e-3, 1e-3), box)
+        eager = run(factory(1e-3, 1e-3), box)
+        assert run(factory(2e-3, 3e-3), box) == eager
+
+
 def test_non_finite_step_is_undone_and_flagged():
     # grad of -x^8 at x = 10 is -8e7: one MYULA step of size 1 overshoots to ~1e8, where
     # the log-density -x^8 overflows float32 to -inf. The step must be undone and flagged.

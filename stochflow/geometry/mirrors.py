@@ -28,6 +28,15 @@ Maps
 * :func:`hyperbolic_entropy` -- :math:`\phi = \sum_i x_i\operatorname{arcsinh}(x_i/\beta_i)
   - \sqrt{x_i^2+\beta_i^2}` on :math:`\mathbb{R}^d` (Lau, Liu & Pock 2023).
 
+Capabilities are fields, never looked up by name: ``separable`` (the potential
+is a sum of one-coordinate potentials, so the Hessian is diagonal),
+``bounds`` (per-coordinate bounds of the domain), ``inverse_hessian_factors``
+(the inverse Hessian as a diagonal minus a rank one term). Two maps are equal
+when their ``name`` (the family), parameters and these fields are equal, so
+``log_barrier(0, 1) == log_barrier(0, 1) != log_barrier(0, 2)``, and a map is
+hashable (it can key a cache of compiled kernels). A user-defined map with the
+right fields gets the same fast paths and Bregman proxes as a built-in one.
+
 ``grad_conj`` never returns a point outside the domain: where floating-point
 rounding would put the image on the boundary (a dual point of magnitude
 ~ -log(machine epsilon) or more), it is clamped to the nearest representable
@@ -36,7 +45,7 @@ interior point.
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
@@ -50,6 +59,7 @@ __all__ = [
     "entropic_simplex",
     "log_barrier",
     "hyperbolic_entropy",
+    "resolve_mirror",
 ]
 
 
@@ -59,7 +69,9 @@ class MirrorMap(NamedTuple):
     Attributes
     ----------
     name
-        ``"euclidean"``, ``"entropic_simplex"``, ``"log_barrier"``, ``"hyperbolic_entropy"``.
+        The family: ``"euclidean"``, ``"entropic_simplex"``, ``"log_barrier"``,
+        ``"hyperbolic_entropy"``, or a user's own; nonsmooth terms key their
+        Bregman proxes by it.
     potential
         ``x -> phi(x)`` (scalar).
     grad
@@ -79,7 +91,17 @@ class MirrorMap(NamedTuple):
     in_domain
         ``x -> bool``: ``x`` lies strictly inside the domain.
     params
-        The parameters the map was built with.
+        The parameters the map was built with (read-only arrays and numbers);
+        with ``name`` they determine the map.
+    separable
+        ``phi(x) = sum_i phi_i(x_i)``: ``grad`` and ``grad_conj`` act coordinate by
+        coordinate and the Hessian is diagonal.
+    bounds
+        ``(lower, upper)``, broadcastable to ``x``: per-coordinate bounds of the
+        domain (its exact box for a separable map), ``-inf``/``inf`` where none.
+    inverse_hessian_factors
+        ``x -> (a, b)`` with ``hess phi(x)^{-1} v = a v - b (b . v)``, or ``None``
+        (then the inverse Hessian is only available as ``inverse_hessian_matvec``).
     """
 
     name: str
@@ -93,6 +115,51 @@ class MirrorMap(NamedTuple):
     logdet_hessian: Callable[[Array], Array]
     in_domain: Callable[[Array], Array]
     params: dict
+    separable: bool = False
+    bounds: tuple = (np.asarray(-np.inf), np.asarray(np.inf))
+    inverse_hessian_factors: Optional[Callable[[Array], tuple[Array, Array]]] = None
+
+    def _value(self) -> tuple:
+        """What the map is: its family, parameters and capability fields (arrays by value)."""
+        params = tuple(sorted((key, _frozen(value)) for key, value in self.params.items()))
+        return (self.name, params, self.separable, _frozen(self.bounds), self.inverse_hessian_factors is None)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, MirrorMap) and self._value() == other._value()
+
+    def __ne__(self, other: object) -> bool:
+        return not self == other
+
+    def __hash__(self) -> int:
+        return hash(self._value())
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{key}={_shown(value)}" for key, value in self.params.items())
+        return f"{self.name}({shown})"
+
+
+def _frozen(value: Any) -> Any:
+    """A hashable stand-in for a parameter, equal exactly when the values are (shape included)."""
+    if isinstance(value, (tuple, list)):
+        return tuple(_frozen(v) for v in value)
+    if isinstance(value, dict):
+        return tuple(sorted((k, _frozen(v)) for k, v in value.items()))
+    if isinstance(value, (np.ndarray, np.generic, float, int)):
+        array = np.asarray(value, dtype=float) + 0.0  # -0.0 and 0.0 are the same bound
+        return (array.shape, array.tobytes())
+    return value
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, np.ndarray):
+        return str(value.tolist())
+    return repr(value)
+
+
+def _read_only(array: np.ndarray) -> np.ndarray:
+    array = np.array(array, dtype=float)
+    array.setflags(write=False)
+    return array
 
 
 def _float(x: Array) -> Array:
@@ -109,6 +176,7 @@ def _diagonal_map(
     hessian_diag_derivative: Callable[[Array], Array],
     in_domain: Callable[[Array], Array],
     params: dict,
+    bounds: tuple = (np.asarray(-np.inf), np.asarray(np.inf)),
 ) -> MirrorMap:
     """A separable map from its diagonal Hessian ``h(x)`` and ``h'(x)`` (elementwise)."""
 
@@ -129,6 +197,9 @@ def _diagonal_map(
         logdet_hessian=lambda x: jnp.sum(jnp.log(hessian_diag(x))),
         in_domain=in_domain,
         params=params,
+        separable=True,
+        bounds=bounds,
+        inverse_hessian_factors=lambda x: (jnp.ones_like(x) / hessian_diag(x), jnp.zeros_like(x)),
     )
 
 
@@ -231,6 +302,8 @@ def entropic_simplex() -> MirrorMap:
         logdet_hessian=logdet_hessian,
         in_domain=in_domain,
         params={},
+        bounds=(np.asarray(0.0), np.asarray(1.0)),
+        inverse_hessian_factors=lambda x: (x, x),  # diag(x) - x x^T
     )
 
 
@@ -395,7 +468,8 @@ def log_barrier(lower: Any = 0.0, upper: Any = np.inf) -> MirrorMap:
         hessian_diag,
         hessian_diag_derivative,
         in_domain,
-        params={"lower": low, "upper": high},
+        params={"lower": _read_only(low), "upper": _read_only(high)},
+        bounds=(_read_only(low), _read_only(high)),
     )
 
 
@@ -439,5 +513,25 @@ def hyperbolic_entropy(beta: Any = 1.0) -> MirrorMap:
         hessian_diag=lambda x: 1.0 / radius(x),
         hessian_diag_derivative=lambda x: -_float(x) / radius(x) ** 3,
         in_domain=lambda x: jnp.all(jnp.isfinite(x)),
-        params={"beta": beta_arr},
+        params={"beta": _read_only(beta_arr)},
     )
+
+
+def resolve_mirror(method: str, mirror: Optional[MirrorMap], target: Any) -> MirrorMap:
+    """The mirror map ``method`` runs with: its own ``mirror`` or else the target's.
+
+    Both given: they must be equal by value (same family and parameters), else a
+    ValueError naming both; neither: a ValueError saying where to pass one.
+    """
+    chosen = mirror if mirror is not None else target.mirror
+    if chosen is None:
+        raise ValueError(
+            f"{method} needs a mirror map: pass sf.{method}(..., mirror=sf.geometry.log_barrier(...)) "
+            "or build the target with sf.Target(..., mirror=...)."
+        )
+    if mirror is not None and target.mirror is not None and mirror != target.mirror:
+        raise ValueError(
+            f"{method} was given the {mirror!r} mirror map but the target lives on the domain of "
+            f"{target.mirror!r}; use the target's map (leave mirror=None)."
+        )
+    return chosen

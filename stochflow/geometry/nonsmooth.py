@@ -8,11 +8,14 @@ Each term is a :class:`NonsmoothTerm` of pure functions acting on ONE point
 * ``value(x)`` -- :math:`g(x)` (``+inf`` outside the set for an indicator);
 * ``prox(x, lam)`` -- :math:`\operatorname{prox}_{\lambda g}(x) =
   \arg\min_y\, g(y) + \|y - x\|^2 / (2\lambda)`;
-* ``bregman_prox(x, lam, mirror)`` -- the LEFT Bregman proximity operator
-  :math:`\arg\min_y\, g(y) + D_\phi(y, x)/\lambda`, with
+* ``bregman_prox_for(mirror)`` -- ``(x, lam) ->`` the LEFT Bregman proximity
+  operator :math:`\arg\min_y\, g(y) + D_\phi(y, x)/\lambda`, with
   :math:`D_\phi(y, x) = \phi(y) - \phi(x) - \langle\nabla\phi(x), y - x\rangle`
-  (Bauschke, Dao & Lindstrom 2018; Lau & Liu 2022), for the mirror maps
-  named in ``bregman_mirrors`` (``None`` when the term has none).
+  (Bauschke, Dao & Lindstrom 2018; Lau & Liu 2022), or ``None`` when the term
+  has none for that map. The term's ``bregman_proxes`` table is keyed by the
+  mirror map's family (its ``name``), and by ``"separable"`` for a prox that
+  works for any separable map (read from the map's ``separable`` and
+  ``bounds`` fields).
 
 The Moreau envelope :math:`g^\lambda(x) = \min_y g(y) + \|y-x\|^2/(2\lambda)`
 has gradient :math:`(x - \operatorname{prox}_{\lambda g}(x))/\lambda`; the left
@@ -46,10 +49,12 @@ __all__ = [
     "ball_indicator",
     "tv1d",
     "separable_sum",
+    "SEPARABLE",
 ]
 
-# Mirror maps acting coordinate by coordinate (grad, grad_conj elementwise).
-_SEPARABLE = ("euclidean", "log_barrier", "hyperbolic_entropy")
+# The table key of a Bregman prox valid for every separable mirror map.
+SEPARABLE = "separable"
+BregmanProx = Callable[[Array, Any, MirrorMap], Array]
 
 
 class NonsmoothTerm(NamedTuple):
@@ -63,11 +68,10 @@ class NonsmoothTerm(NamedTuple):
         ``x -> g(x)``; ``+inf`` outside the set for an indicator.
     prox
         ``(x, lam) -> argmin_y g(y) + ||y - x||^2 / (2 lam)``.
-    bregman_prox
-        ``(x, lam, mirror) -> argmin_y g(y) + D_phi(y, x) / lam`` (left Bregman
-        prox), or ``None``.
-    bregman_mirrors
-        Names of the mirror maps ``bregman_prox`` supports.
+    bregman_proxes
+        ``{family: (x, lam, mirror) -> argmin_y g(y) + D_phi(y, x) / lam}``: the
+        left Bregman proxes, keyed by a mirror map's ``name`` or by
+        :data:`SEPARABLE` (any map with ``separable=True``).
     params
         The parameters the term was built with.
     """
@@ -75,13 +79,35 @@ class NonsmoothTerm(NamedTuple):
     name: str
     value: Callable[[Array], Array]
     prox: Callable[[Array, Any], Array]
-    bregman_prox: Optional[Callable[[Array, Any, MirrorMap], Array]]
-    bregman_mirrors: tuple
+    bregman_proxes: dict
     params: dict
 
+    def bregman_prox_for(self, mirror: MirrorMap) -> Optional[Callable[[Array, Any], Array]]:
+        """``(x, lam) ->`` the left Bregman prox for ``mirror``, or ``None`` when the term has none:
+        the entry of the map's family, else (for a separable map) the separable one."""
+        prox = self.bregman_proxes.get(mirror.name)
+        if prox is None and mirror.separable:
+            prox = self.bregman_proxes.get(SEPARABLE)
+        return None if prox is None else (lambda x, lam: prox(x, lam, mirror))
+
+    def bregman_prox(self, x: Array, lam: Any, mirror: MirrorMap) -> Array:
+        """The left Bregman prox for ``mirror`` at ``x``; a ValueError if the term has none."""
+        prox = self.bregman_prox_for(mirror)
+        if prox is None:
+            raise ValueError(
+                f"{self.name} has no Bregman proximal operator for the {mirror!r} mirror map "
+                f"(it has one for: {', '.join(self.bregman_mirrors) or 'none'})."
+            )
+        return prox(x, lam)
+
+    @property
+    def bregman_mirrors(self) -> tuple:
+        """The mirror families (and :data:`SEPARABLE`) the term has a Bregman prox for."""
+        return tuple(self.bregman_proxes)
+
     def supports(self, mirror: MirrorMap) -> bool:
-        """Whether ``bregman_prox`` is available for ``mirror``."""
-        return self.bregman_prox is not None and mirror.name in self.bregman_mirrors
+        """Whether the term has a Bregman prox for ``mirror``."""
+        return self.bregman_prox_for(mirror) is not None
 
 
 def _as_vector_or_scalar(name: str, value: Any, positive: bool = False, nonnegative: bool = False) -> np.ndarray:
@@ -98,20 +124,6 @@ def _as_vector_or_scalar(name: str, value: Any, positive: bool = False, nonnegat
     if nonnegative and (np.any(arr < 0) or not np.all(np.isfinite(arr))):
         raise ValueError(f"{name} must be finite and >= 0, got {value!r}.")
     return arr
-
-
-def _coordinate_bounds(mirror: MirrorMap) -> tuple[np.ndarray, np.ndarray]:
-    """Per-coordinate domain bounds of a separable mirror map (broadcastable)."""
-    if mirror.name == "log_barrier":
-        return mirror.params["lower"], mirror.params["upper"]
-    return np.asarray(-np.inf), np.asarray(np.inf)
-
-
-def _unsupported(term: str, mirror: MirrorMap, supported: Sequence[str]) -> ValueError:
-    return ValueError(
-        f"{term} has no Bregman proximal operator for the {mirror.name!r} mirror map "
-        f"(supported: {', '.join(supported)})."
-    )
 
 
 # ---------------------------------------------------------------------------- L1
@@ -140,12 +152,11 @@ def l1(weight: Any = 1.0) -> NonsmoothTerm:
     def prox(x: Array, lam: Any) -> Array:
         return jnp.sign(x) * jnp.maximum(jnp.abs(x) - lam * w, 0.0)
 
-    def bregman_prox(x: Array, lam: Any, mirror: MirrorMap) -> Array:
-        if mirror.name == "entropic_simplex":
-            return mirror.grad_conj(mirror.grad(x) - lam * w)
-        if mirror.name not in _SEPARABLE:
-            raise _unsupported("l1", mirror, _SEPARABLE + ("entropic_simplex",))
-        lower, upper = _coordinate_bounds(mirror)
+    def simplex_prox(x: Array, lam: Any, mirror: MirrorMap) -> Array:
+        return mirror.grad_conj(mirror.grad(x) - lam * w)
+
+    def separable_prox(x: Array, lam: Any, mirror: MirrorMap) -> Array:
+        lower, upper = mirror.bounds
         positive_domain = jnp.broadcast_to(lower >= 0, x.shape)
         negative_domain = jnp.broadcast_to(upper <= 0, x.shape)
         zero_inside = ~positive_domain & ~negative_domain
@@ -163,8 +174,7 @@ def l1(weight: Any = 1.0) -> NonsmoothTerm:
         name="l1",
         value=value,
         prox=prox,
-        bregman_prox=bregman_prox,
-        bregman_mirrors=_SEPARABLE + ("entropic_simplex",),
+        bregman_proxes={SEPARABLE: separable_prox, "entropic_simplex": simplex_prox},
         params={"weight": w},
     )
 
@@ -197,17 +207,11 @@ def box_indicator(lower: Any, upper: Any) -> NonsmoothTerm:
     def prox(x: Array, lam: Any) -> Array:
         return jnp.clip(x, low, high)
 
-    def bregman_prox(x: Array, lam: Any, mirror: MirrorMap) -> Array:
-        if mirror.name not in _SEPARABLE:
-            raise _unsupported("box_indicator", mirror, _SEPARABLE)
-        return jnp.clip(x, low, high)
-
     return NonsmoothTerm(
         name="box_indicator",
         value=_indicator_value(inside),
         prox=prox,
-        bregman_prox=bregman_prox,
-        bregman_mirrors=_SEPARABLE,
+        bregman_proxes={SEPARABLE: lambda x, lam, mirror: prox(x, lam)},
         params={"lower": low, "upper": high},
     )
 
@@ -242,17 +246,11 @@ def simplex_indicator() -> NonsmoothTerm:
         clipped = jnp.maximum(x, 0.0)
         return jnp.where(jnp.sum(clipped) <= 1.0, clipped, _project_sum_to_one(x))
 
-    def bregman_prox(x: Array, lam: Any, mirror: MirrorMap) -> Array:
-        if mirror.name != "entropic_simplex":
-            raise _unsupported("simplex_indicator", mirror, ("entropic_simplex",))
-        return x
-
     return NonsmoothTerm(
         name="simplex_indicator",
         value=_indicator_value(inside),
         prox=prox,
-        bregman_prox=bregman_prox,
-        bregman_mirrors=("entropic_simplex",),
+        bregman_proxes={"entropic_simplex": lambda x, lam, mirror: x},
         params={},
     )
 
@@ -279,8 +277,7 @@ def ball_indicator(center: Any = 0.0, radius: Any = 1.0) -> NonsmoothTerm:
         name="ball_indicator",
         value=_indicator_value(inside),
         prox=prox,
-        bregman_prox=None,
-        bregman_mirrors=(),
+        bregman_proxes={},
         params={"center": c, "radius": r},
     )
 
@@ -414,7 +411,7 @@ def tv1d(weight: Any = 1.0) -> NonsmoothTerm:
         return _tv1d_denoise(x, lam * w)
 
     return NonsmoothTerm(
-        name="tv1d", value=value, prox=prox, bregman_prox=None, bregman_mirrors=(), params={"weight": w}
+        name="tv1d", value=value, prox=prox, bregman_proxes={}, params={"weight": w}
     )
 
 
@@ -452,16 +449,10 @@ def separable_sum(blocks: Sequence[tuple[NonsmoothTerm, int]]) -> NonsmoothTerm:
     def prox(x: Array, lam: Any) -> Array:
         return jnp.concatenate([term.prox(part, lam) for (term, _), part in zip(blocks, split(x))])
 
-    def bregman_prox(x: Array, lam: Any, mirror: MirrorMap) -> Array:
-        if mirror.name != "euclidean":
-            raise _unsupported("separable_sum", mirror, ("euclidean",))
-        return prox(x, lam)
-
     return NonsmoothTerm(
         name="separable_sum",
         value=value,
         prox=prox,
-        bregman_prox=bregman_prox,
-        bregman_mirrors=("euclidean",),
+        bregman_proxes={"euclidean": lambda x, lam, mirror: prox(x, lam)},  # D_phi = |y - x|^2 / 2
         params={"blocks": [(term.name, size) for term, size in blocks]},
     )

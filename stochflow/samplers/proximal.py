@@ -55,27 +55,42 @@ law the chain targets: the smoothed :math:`-f - g^\lambda` (MYULA),
 ``diverging``: a step meeting a non-finite value, or (mirror methods) a dual
 point beyond what the domain can represent in floating point, is undone and
 flagged.
+
+The one-chain kernels (:func:`myula_kernel`, :func:`mymala_kernel`,
+:func:`mla_kernel`, :func:`bmumla_kernel`, :func:`bmmla_kernel`) take the step
+size and smoothing from the state, so samplers differing only in those values
+share one compiled program; a mirror map given to the factory (compared by
+value) and ``inner_steps`` select a kernel through a cache.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-from ..geometry.mirrors import MirrorMap
-from ..target import Target
-from ..kernels.checks import check_in_domain, check_positions, check_positive
-from .base import Sampler, independent_chains
+from ..geometry.mirrors import MirrorMap, euclidean, resolve_mirror
+from ..kernels.checks import check_in_domain, check_int, check_positions, check_positive
+from ..kernels.finite import undo_if_nonfinite
+from ..kernels.langevin import langevin_position
+from ..kernels.metropolis import langevin_mh
+from ..target import Target, check_mirror
+from .base import Requirements, Sampler, independent_chains
 
 Array = jax.Array
+Kernel = Callable[[Array, Any, Target], tuple[Any, Any]]
 
 __all__ = [
     "ProximalState",
     "ProximalInfo",
     "MYMALAInfo",
+    "myula_kernel",
+    "mymala_kernel",
+    "mla_kernel",
+    "bmumla_kernel",
+    "bmmla_kernel",
     "myula",
     "mymala",
     "mla",
@@ -85,11 +100,12 @@ __all__ = [
 
 
 class ProximalState(NamedTuple):
-    """One chain: position, smooth log-density and gradient, and the envelope of ``g`` there.
+    r"""One chain: position, smooth log-density and gradient, the envelope of ``g`` there, tunables.
 
     ``envelope`` is the smoothed nonsmooth term the chain uses (Moreau or
     Bregman-Moreau; zero for MLA) and ``envelope_grad`` its gradient, kept so
-    each step evaluates the proximal operator once.
+    each step evaluates the proximal operator once. ``step_size`` is
+    :math:`\gamma`, ``smoothing`` :math:`\lambda` (unused by MLA).
     """
 
     position: Array
@@ -97,6 +113,8 @@ class ProximalState(NamedTuple):
     logdensity_grad: Array
     envelope: Array
     envelope_grad: Array
+    step_size: Array
+    smoothing: Array
 
 
 class ProximalInfo(NamedTuple):
@@ -116,55 +134,37 @@ class MYMALAInfo(NamedTuple):
 # ------------------------------------------------------------------- checks
 
 
-def _require_nonsmooth(name: str, target: Target) -> Any:
-    if target.nonsmooth is None:
-        raise ValueError(
-            f"{name} samples exp(logdensity - g) for a nonsmooth term g, but the target has none; "
-            "pass sf.Target(..., nonsmooth=g) (e.g. sf.geometry.l1(1.0)), or use sf.ula / sf.mla "
-            "for a smooth target."
-        )
-    return target.nonsmooth
-
-
 def _require_euclidean_domain(name: str, target: Target) -> None:
-    if target.mirror is not None and target.mirror.name != "euclidean":
+    if target.mirror is not None and target.mirror != euclidean():
         raise ValueError(
             f"{name} moves in all of R^d, but the target lives on the domain of the "
-            f"{target.mirror.name!r} mirror map; use sf.bmumla / sf.mla, which stay inside it."
+            f"{target.mirror!r} mirror map; use sf.bmumla / sf.mla, which stay inside it."
         )
 
 
-def _check_mirror_argument(mirror: Any) -> Optional[MirrorMap]:
-    if mirror is not None and not isinstance(mirror, MirrorMap):
-        raise TypeError(
-            f"mirror must be a mirror map from sf.geometry (e.g. sf.geometry.log_barrier(0.0, 1.0)), "
-            f"got {type(mirror).__name__}."
-        )
-    return mirror
-
-
-def _resolve_mirror(name: str, mirror: Optional[MirrorMap], target: Target) -> MirrorMap:
-    chosen = mirror if mirror is not None else target.mirror
-    if chosen is None:
+def _bregman_prox(name: str, target: Target, mirror: MirrorMap) -> Callable[[Array, Any], Array]:
+    """The nonsmooth term's left Bregman prox for ``mirror``, or a ValueError saying it has none."""
+    g = target.nonsmooth
+    finder = getattr(g, "bregman_prox_for", None)
+    prox = finder(mirror) if callable(finder) else None
+    if prox is None:
         raise ValueError(
-            f"{name} needs a mirror map: pass {name}(..., mirror=sf.geometry.log_barrier(...)) "
-            "or build the target with sf.Target(..., mirror=...)."
+            f"{name} needs the left Bregman proximal operator of the nonsmooth term for the "
+            f"{mirror!r} mirror map, which {getattr(g, 'name', type(g).__name__)!r} does not provide "
+            f"(it has one for: {', '.join(getattr(g, 'bregman_mirrors', ())) or 'none'}). Use sf.myula "
+            "for a Euclidean proximal method."
         )
-    if mirror is not None and target.mirror is not None and mirror.name != target.mirror.name:
-        raise ValueError(
-            f"{name} was given the {mirror.name!r} mirror map but the target lives on the domain of "
-            f"{target.mirror.name!r}; use the target's map (leave mirror=None)."
-        )
-    return chosen
+    return prox
 
 
-def _with_domain_check(name: str, sampler: Sampler, mirror_of: Callable[[Target], MirrorMap]) -> Sampler:
+def _with_domain_check(name: str, sampler: Sampler, mirror: Optional[MirrorMap]) -> Sampler:
     """Check, before any tracing, that every start lies inside the mirror map's domain."""
     base_init = sampler.init
 
     def init(target: Target, positions: Array, key: Array):
         positions = check_positions(target, positions)
-        check_in_domain(name, mirror_of(target), positions)
+        sampler.check_target(target)
+        check_in_domain(name, resolve_mirror(name, mirror, target), positions)
         return base_init(target, positions, key)
 
     return sampler._replace(init=init)
@@ -178,45 +178,99 @@ EnvelopeFn = Callable[[Array], tuple[Array, Array]]
 _ROUND_TRIP_RTOL = 0.25
 
 
-def _state(target: Target, position: Array, envelope_fn: EnvelopeFn) -> ProximalState:
+def _evaluate(target: Target, state: ProximalState, position: Array, envelope_fn: EnvelopeFn) -> ProximalState:
+    """The state at ``position`` (same tunables): one gradient and one envelope evaluation."""
     logdensity, grad = target.logdensity_and_grad(position)
     envelope, envelope_grad = envelope_fn(position)
-    return ProximalState(position, logdensity, grad, envelope, envelope_grad)
+    return state._replace(position=position, logdensity=logdensity, logdensity_grad=grad, envelope=envelope,
+                          envelope_grad=envelope_grad)
+
+
+def _init_state(target: Target, position: Array, envelope_fn: EnvelopeFn, step_size: float,
+                smoothing: float) -> ProximalState:
+    tunable = functools.partial(jnp.asarray, dtype=position.dtype)
+    zero = jnp.zeros((), position.dtype)
+    blank = ProximalState(position, zero, position, zero, position, tunable(step_size), tunable(smoothing))
+    return _evaluate(target, blank, position, envelope_fn)
 
 
 def _no_envelope(x: Array) -> tuple[Array, Array]:
     return jnp.zeros((), x.dtype), jnp.zeros_like(x)
 
 
-def _accept_if_finite(proposal: ProximalState, state: ProximalState, extra_ok: Array = True):
-    """Keep ``proposal`` if all its values are finite (and ``extra_ok``), else undo the step."""
-    ok = _finite(*proposal) & extra_ok
-    new = _keep_if(ok, proposal, state)
-    return new, ProximalInfo(new.logdensity - new.envelope, jnp.int32(1), ~ok)
+def _undo_if_nonfinite(proposal: ProximalState, state: ProximalState,
+                       extra_ok: Array = True) -> tuple[ProximalState, ProximalInfo]:
+    new, diverging = undo_if_nonfinite(proposal, state, extra_ok)
+    return new, ProximalInfo(new.logdensity - new.envelope, jnp.int32(1), diverging)
 
 
-def _finite(*arrays: Array) -> Array:
-    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(a)) for a in arrays]))
-
-
-def _keep_if(ok: Array, new: ProximalState, old: ProximalState) -> ProximalState:
-    return jax.tree_util.tree_map(lambda a, b: jnp.where(ok, a, b), new, old)
-
-
-def _moreau(g: Any, x: Array, lam: float) -> tuple[Array, Array]:
+def _moreau(g: Any, x: Array, lam: Array) -> tuple[Array, Array]:
     """Moreau envelope ``g^lam(x)`` and its gradient ``(x - prox)/lam``."""
     p = g.prox(x, lam)
     return g.value(p) + jnp.sum((x - p) ** 2) / (2.0 * lam), (x - p) / lam
 
 
-def _bregman_moreau(g: Any, mirror: MirrorMap, x: Array, lam: float) -> tuple[Array, Array]:
+def _bregman_moreau(g: Any, prox: Callable[[Array, Any], Array], mirror: MirrorMap, x: Array,
+                    lam: Array) -> tuple[Array, Array]:
     """Left Bregman-Moreau envelope ``g(p) + D_phi(p, x)/lam`` and its gradient ``H(x)(x - p)/lam``."""
-    p = g.bregman_prox(x, lam, mirror)
+    p = prox(x, lam)
     divergence = mirror.potential(p) - mirror.potential(x) - jnp.dot(mirror.grad(x), p - x)
     return g.value(p) + divergence / lam, mirror.hessian_matvec(x, x - p) / lam
 
 
+def _smoothed_drift(state: ProximalState) -> Array:
+    return state.logdensity_grad - state.envelope_grad
+
+
+@functools.lru_cache(maxsize=None)
+def _bound(kernel: Callable, **options: Any) -> Kernel:
+    """``kernel`` with static ``options`` (a mirror map, compared by value; ``inner_steps``)
+    fixed: the same function for equal options, so the driver's compiled programs are shared."""
+
+    def bound_kernel(key: Array, state: ProximalState, target: Target):
+        return kernel(key, state, target, **options)
+
+    return bound_kernel
+
+
 # -------------------------------------------------------------------- MYULA
+
+
+def _moreau_fn(target: Target, lam: Array) -> EnvelopeFn:
+    return lambda x: _moreau(target.nonsmooth, x, lam)
+
+
+def myula_kernel(key: Array, state: ProximalState, target: Target) -> tuple[ProximalState, ProximalInfo]:
+    r"""One MYULA step, :math:`x' = x + \gamma(\nabla\log p(x) - (x - \operatorname{prox}_{\lambda g}(x))/\lambda)
+    + \sqrt{2\gamma}\xi`; undone and flagged if non-finite."""
+    noise = jax.random.normal(key, state.position.shape, state.position.dtype)
+    position = langevin_position(state.position, _smoothed_drift(state), state.step_size, noise)
+    return _undo_if_nonfinite(_evaluate(target, state, position, _moreau_fn(target, state.smoothing)), state)
+
+
+def mymala_kernel(key: Array, state: ProximalState, target: Target) -> tuple[ProximalState, MYMALAInfo]:
+    """One MYMALA transition: the MYULA proposal, accepted by Metropolis-Hastings against
+    ``exp(logdensity - g)`` (a proposal where ``g = +inf`` is an ordinary rejection)."""
+    g = target.nonsmooth
+    envelope_fn = _moreau_fn(target, state.smoothing)
+    new_state, logdensity, decision = langevin_mh(
+        key, state, state.step_size, lambda position: _evaluate(target, state, position, envelope_fn),
+        _smoothed_drift, lambda s: s.logdensity - g.value(s.position),
+    )
+    return new_state, MYMALAInfo(logdensity, decision.accept_prob, decision.is_accepted, jnp.int32(1),
+                                 decision.diverging)
+
+
+def _euclidean_proximal(name: str, kernel: Kernel, step_size: float, smoothing: float) -> Sampler:
+    gamma = check_positive("step_size", step_size)
+    lam = check_positive("smoothing", smoothing)
+
+    def init_one(target: Target, position: Array, key: Array) -> ProximalState:
+        _require_euclidean_domain(name, target)
+        return _init_state(target, position, _moreau_fn(target, lam), gamma, lam)
+
+    return independent_chains(name, {"step_size": gamma, "smoothing": lam}, init_one, kernel,
+                              requires=Requirements(nonsmooth=True))
 
 
 def myula(step_size: float, smoothing: float) -> Sampler:
@@ -236,24 +290,7 @@ def myula(step_size: float, smoothing: float) -> Sampler:
     smoothing
         The Moreau-Yosida parameter :math:`\lambda > 0`.
     """
-    gamma = check_positive("step_size", step_size)
-    lam = check_positive("smoothing", smoothing)
-
-    def envelope_fn(target: Target) -> EnvelopeFn:
-        return lambda x: _moreau(target.nonsmooth, x, lam)
-
-    def init_one(target: Target, position: Array, key: Array) -> ProximalState:
-        _require_nonsmooth("myula", target)
-        _require_euclidean_domain("myula", target)
-        return _state(target, position, envelope_fn(target))
-
-    def step_one(key: Array, state: ProximalState, target: Target):
-        noise = jax.random.normal(key, state.position.shape, state.position.dtype)
-        drift = state.logdensity_grad - state.envelope_grad
-        position = state.position + gamma * drift + jnp.sqrt(2.0 * gamma) * noise
-        return _accept_if_finite(_state(target, position, envelope_fn(target)), state)
-
-    return independent_chains("myula", {"step_size": gamma, "smoothing": lam}, init_one, step_one)
+    return _euclidean_proximal("myula", myula_kernel, step_size, smoothing)
 
 
 def mymala(step_size: float, smoothing: float) -> Sampler:
@@ -266,50 +303,14 @@ def mymala(step_size: float, smoothing: float) -> Sampler:
     :math:`\pi \propto \exp(\log p - g)`. Exact for any :math:`\gamma, \lambda > 0`
     (a proposal where :math:`g = +\infty` is rejected).
     """
-    gamma = check_positive("step_size", step_size)
-    lam = check_positive("smoothing", smoothing)
-
-    def envelope_fn(target: Target) -> EnvelopeFn:
-        return lambda x: _moreau(target.nonsmooth, x, lam)
-
-    def drift(state: ProximalState) -> Array:
-        return state.logdensity_grad - state.envelope_grad
-
-    def init_one(target: Target, position: Array, key: Array) -> ProximalState:
-        _require_nonsmooth("mymala", target)
-        _require_euclidean_domain("mymala", target)
-        return _state(target, position, envelope_fn(target))
-
-    def step_one(key: Array, state: ProximalState, target: Target):
-        g = target.nonsmooth
-        noise_key, accept_key = jax.random.split(key)
-        noise = jax.random.normal(noise_key, state.position.shape, state.position.dtype)
-        position = state.position + gamma * drift(state) + jnp.sqrt(2.0 * gamma) * noise
-        proposal = _state(target, position, envelope_fn(target))
-        backward = state.position - proposal.position - gamma * drift(proposal)
-        current_log_target = state.logdensity - g.value(state.position)
-        proposal_log_target = proposal.logdensity - g.value(proposal.position)
-        log_ratio = (
-            proposal_log_target - current_log_target - jnp.sum(backward**2) / (4.0 * gamma) + 0.5 * jnp.sum(noise**2)
-        )
-        finite = _finite(proposal.position, proposal.logdensity, proposal.logdensity_grad, backward)
-        # g = +inf (outside an indicator's set) gives log_ratio = -inf: a plain rejection.
-        log_ratio = jnp.where(finite & ~jnp.isnan(log_ratio), log_ratio, -jnp.inf)
-        accept_prob = jnp.exp(jnp.minimum(log_ratio, 0.0))
-        accepted = jnp.log(jax.random.uniform(accept_key, dtype=log_ratio.dtype)) < log_ratio
-        new = _keep_if(accepted, proposal, state)
-        logdensity = jnp.where(accepted, proposal_log_target, current_log_target)
-        return new, MYMALAInfo(logdensity, accept_prob, accepted, jnp.int32(1), ~finite)
-
-    return independent_chains("mymala", {"step_size": gamma, "smoothing": lam}, init_one, step_one)
+    return _euclidean_proximal("mymala", mymala_kernel, step_size, smoothing)
 
 
 # ----------------------------------------------------------- mirror methods
 
 
-def _mirror_step(
-    target: Target, mirror: MirrorMap, state: ProximalState, dual_point: Array, envelope_fn: EnvelopeFn
-) -> tuple[ProximalState, ProximalInfo]:
+def _mirror_step(target: Target, mirror: MirrorMap, state: ProximalState, dual_point: Array,
+                 envelope_fn: EnvelopeFn) -> tuple[ProximalState, ProximalInfo]:
     """Map ``dual_point`` back to the domain; undo the step if it cannot be represented.
 
     A step is undone (and flagged ``diverging``) if any value is non-finite, if
@@ -320,11 +321,78 @@ def _mirror_step(
     accepted such clamped points would sit on the boundary, where the drift of a
     density vanishing there is huge (e.g. ``(alpha_i - 1)/x_i`` for a Dirichlet).
     """
-    proposal = _state(target, mirror.grad_conj(dual_point), envelope_fn)
+    proposal = _evaluate(target, state, mirror.grad_conj(dual_point), envelope_fn)
     mismatch = jnp.abs(mirror.grad(proposal.position) - dual_point)
     representable = jnp.all(mismatch <= _ROUND_TRIP_RTOL * (1.0 + jnp.abs(dual_point)))
     ok = jnp.all(jnp.isfinite(dual_point)) & mirror.in_domain(proposal.position) & representable
-    return _accept_if_finite(proposal, state, ok)
+    return _undo_if_nonfinite(proposal, state, ok)
+
+
+def mla_kernel(key: Array, state: ProximalState, target: Target,
+               mirror: Optional[MirrorMap] = None) -> tuple[ProximalState, ProximalInfo]:
+    r"""One MLA step, :math:`x' = \nabla\phi^*(\nabla\phi(x) + \gamma\nabla\log p(x) + \sqrt{2\gamma}S(x)\xi)`,
+    under ``mirror`` (default: the target's); undone and flagged if not representable."""
+    phi = resolve_mirror("mla", mirror, target)
+    gamma = state.step_size
+    noise = jax.random.normal(key, state.position.shape, state.position.dtype)
+    x = state.position
+    dual = phi.grad(x) + gamma * state.logdensity_grad + jnp.sqrt(2.0 * gamma) * phi.hessian_sqrt_matvec(x, noise)
+    return _mirror_step(target, phi, state, dual, _no_envelope)
+
+
+def _bregman_fn(name: str, target: Target, mirror: MirrorMap, lam: Array) -> EnvelopeFn:
+    prox = _bregman_prox(name, target, mirror)
+    return lambda x: _bregman_moreau(target.nonsmooth, prox, mirror, x, lam)
+
+
+def bmmla_kernel(key: Array, state: ProximalState, target: Target, mirror: Optional[MirrorMap] = None,
+                 inner_steps: int = 10) -> tuple[ProximalState, ProximalInfo]:
+    r"""One BMMLA step: the dual gradient step on :math:`\log p - g^\phi_\lambda`, then the dual
+    diffusion :math:`dY = \sqrt2 S(\nabla\phi^*(Y))dB` over time :math:`\gamma` in ``inner_steps``
+    Euler-Maruyama sub-steps (one sub-step: the BMUMLA step); under ``mirror`` (default: the target's)."""
+    name = "bmumla" if inner_steps == 1 else "bmmla"
+    phi = resolve_mirror(name, mirror, target)
+    gamma = state.step_size
+    x = state.position
+    dual = phi.grad(x) + gamma * _smoothed_drift(state)
+    if inner_steps == 1:
+        noise = jax.random.normal(key, x.shape, x.dtype)
+        dual = dual + jnp.sqrt(2.0 * gamma) * phi.hessian_sqrt_matvec(x, noise)
+    else:
+        keys = jax.random.split(key, inner_steps)
+
+        def substep(y: Array, sub_key: Array) -> tuple[Array, None]:
+            noise = jax.random.normal(sub_key, x.shape, x.dtype)
+            return y + jnp.sqrt(2.0 * gamma / inner_steps) * phi.hessian_sqrt_matvec(phi.grad_conj(y), noise), None
+
+        dual, _ = jax.lax.scan(substep, dual, keys)
+    return _mirror_step(target, phi, state, dual, _bregman_fn(name, target, phi, state.smoothing))
+
+
+def bmumla_kernel(key: Array, state: ProximalState, target: Target,
+                  mirror: Optional[MirrorMap] = None) -> tuple[ProximalState, ProximalInfo]:
+    r"""One BMUMLA step, :math:`x' = \nabla\phi^*\big(\nabla\phi(x) + \gamma\nabla\log p(x)
+    - \gamma\nabla g^\phi_\lambda(x) + \sqrt{2\gamma}S(x)\xi\big)` (BMMLA with one sub-step)."""
+    return bmmla_kernel(key, state, target, mirror, inner_steps=1)
+
+
+def _mirror_sampler(name: str, kernel: Kernel, params: dict, mirror: Optional[MirrorMap],
+                    envelope_fn: Callable[[Target, MirrorMap], EnvelopeFn], requires: Requirements,
+                    **options: Any) -> Sampler:
+    gamma, lam = params["step_size"], params.get("smoothing", 0.0)
+
+    def init_one(target: Target, position: Array, key: Array) -> ProximalState:
+        phi = resolve_mirror(name, mirror, target)
+        return _init_state(target, position, envelope_fn(target, phi), gamma, lam)
+
+    recorded = {**params, "mirror": "target's" if mirror is None else repr(mirror), **options}
+    bound = _bound(kernel, mirror=mirror, **options)
+    sampler = independent_chains(name, recorded, init_one, bound, requires=requires)
+    return _with_domain_check(name, sampler, mirror)
+
+
+def _check_mirror_argument(mirror: Any) -> Optional[MirrorMap]:
+    return None if mirror is None else check_mirror(mirror)
 
 
 def mla(step_size: float, mirror: Optional[MirrorMap] = None) -> Sampler:
@@ -342,73 +410,18 @@ def mla(step_size: float, mirror: Optional[MirrorMap] = None) -> Sampler:
     """
     gamma = check_positive("step_size", step_size)
     mirror = _check_mirror_argument(mirror)
-
-    def init_one(target: Target, position: Array, key: Array) -> ProximalState:
-        if target.nonsmooth is not None:
-            raise ValueError(
-                "mla samples a smooth target, but this one has a nonsmooth term; use sf.bmumla or "
-                "sf.bmmla (Bregman-Moreau smoothing) instead."
-            )
-        _resolve_mirror("mla", mirror, target)
-        return _state(target, position, _no_envelope)
-
-    def step_one(key: Array, state: ProximalState, target: Target):
-        phi = _resolve_mirror("mla", mirror, target)
-        noise = jax.random.normal(key, state.position.shape, state.position.dtype)
-        x = state.position
-        dual = phi.grad(x) + gamma * state.logdensity_grad + jnp.sqrt(2.0 * gamma) * phi.hessian_sqrt_matvec(x, noise)
-        return _mirror_step(target, phi, state, dual, _no_envelope)
-
-    sampler = independent_chains("mla", {"step_size": gamma, "mirror": _mirror_name(mirror)}, init_one, step_one)
-    return _with_domain_check("mla", sampler, lambda target: _resolve_mirror("mla", mirror, target))
+    return _mirror_sampler("mla", mla_kernel, {"step_size": gamma}, mirror, lambda target, phi: _no_envelope,
+                           Requirements(smooth=True, mirror=mirror is None))
 
 
-def _mirror_name(mirror: Optional[MirrorMap]) -> str:
-    return "target's" if mirror is None else mirror.name
-
-
-def _bregman_sampler(name: str, gamma: float, lam: float, mirror: Optional[MirrorMap], inner_steps: int) -> Sampler:
-    def resolve(target: Target) -> tuple[Any, MirrorMap]:
-        g = _require_nonsmooth(name, target)
-        phi = _resolve_mirror(name, mirror, target)
-        if not (callable(getattr(g, "supports", None)) and g.supports(phi)):
-            raise ValueError(
-                f"{name} needs the left Bregman proximal operator of the nonsmooth term for the "
-                f"{phi.name!r} mirror map, which {getattr(g, 'name', type(g).__name__)!r} does not provide "
-                f"(it supports: {', '.join(getattr(g, 'bregman_mirrors', ())) or 'none'}). Use sf.myula "
-                "for a Euclidean proximal method."
-            )
-        return g, phi
-
-    def envelope_fn(target: Target) -> EnvelopeFn:
-        g, phi = resolve(target)
-        return lambda x: _bregman_moreau(g, phi, x, lam)
-
-    def init_one(target: Target, position: Array, key: Array) -> ProximalState:
-        return _state(target, position, envelope_fn(target))
-
-    def step_one(key: Array, state: ProximalState, target: Target):
-        _, phi = resolve(target)
-        x = state.position
-        dual = phi.grad(x) + gamma * (state.logdensity_grad - state.envelope_grad)
-        if inner_steps == 1:
-            noise = jax.random.normal(key, x.shape, x.dtype)
-            dual = dual + jnp.sqrt(2.0 * gamma) * phi.hessian_sqrt_matvec(x, noise)
-        else:
-            keys = jax.random.split(key, inner_steps)
-            # Dual diffusion dY = sqrt(2) S(grad phi*(Y)) dB over time gamma, Euler-Maruyama.
-            def substep(y: Array, sub_key: Array) -> tuple[Array, None]:
-                noise = jax.random.normal(sub_key, x.shape, x.dtype)
-                return y + jnp.sqrt(2.0 * gamma / inner_steps) * phi.hessian_sqrt_matvec(phi.grad_conj(y), noise), None
-
-            dual, _ = jax.lax.scan(substep, dual, keys)
-        return _mirror_step(target, phi, state, dual, envelope_fn(target))
-
-    params = {"step_size": gamma, "smoothing": lam, "mirror": _mirror_name(mirror)}
-    if name == "bmmla":
-        params["inner_steps"] = inner_steps
-    sampler = independent_chains(name, params, init_one, step_one)
-    return _with_domain_check(name, sampler, lambda target: _resolve_mirror(name, mirror, target))
+def _bregman_sampler(name: str, step_size: float, smoothing: float, mirror: Any, **options: Any) -> Sampler:
+    gamma = check_positive("step_size", step_size)
+    lam = check_positive("smoothing", smoothing)
+    mirror = _check_mirror_argument(mirror)
+    kernel = bmmla_kernel if options else bmumla_kernel
+    return _mirror_sampler(name, kernel, {"step_size": gamma, "smoothing": lam}, mirror,
+                           lambda target, phi: _bregman_fn(name, target, phi, lam),
+                           Requirements(nonsmooth=True, mirror=mirror is None), **options)
 
 
 def bmumla(step_size: float, smoothing: float, mirror: Optional[MirrorMap] = None) -> Sampler:
@@ -418,7 +431,7 @@ def bmumla(step_size: float, smoothing: float, mirror: Optional[MirrorMap] = Non
     - \tfrac{\gamma}{\lambda}\nabla^2\phi(x)(x - \operatorname{prox}^\phi_{\lambda g}(x))
     + \sqrt{2\gamma}S(x)\xi\big)`. Targets, as :math:`\gamma \to 0`, the smoothed law
     :math:`\propto \exp(\log p - g^\phi_\lambda)`, which tends to the target as
-    :math:`\lambda \to 0`. Needs ``target.nonsmooth.bregman_prox`` for the mirror map.
+    :math:`\lambda \to 0`. Needs the nonsmooth term's Bregman prox for the mirror map.
 
     Parameters
     ----------
@@ -429,9 +442,7 @@ def bmumla(step_size: float, smoothing: float, mirror: Optional[MirrorMap] = Non
     mirror
         A :class:`~stochflow.geometry.MirrorMap`; default: the target's.
     """
-    gamma = check_positive("step_size", step_size)
-    lam = check_positive("smoothing", smoothing)
-    return _bregman_sampler("bmumla", gamma, lam, _check_mirror_argument(mirror), inner_steps=1)
+    return _bregman_sampler("bmumla", step_size, smoothing, mirror)
 
 
 def bmmla(step_size: float, smoothing: float, mirror: Optional[MirrorMap] = None, inner_steps: int = 10) -> Sampler:
@@ -449,8 +460,5 @@ def bmmla(step_size: float, smoothing: float, mirror: Optional[MirrorMap] = None
     inner_steps
         Sub-steps of the dual diffusion per step (>= 1).
     """
-    gamma = check_positive("step_size", step_size)
-    lam = check_positive("smoothing", smoothing)
-    if isinstance(inner_steps, bool) or not isinstance(inner_steps, (int, np.integer)) or inner_steps < 1:
-        raise ValueError(f"inner_steps must be an int >= 1, got {inner_steps!r}.")
-    return _bregman_sampler("bmmla", gamma, lam, _check_mirror_argument(mirror), inner_steps=int(inner_steps))
+    return _bregman_sampler("bmmla", step_size, smoothing, mirror,
+                            inner_steps=check_int("inner_steps", inner_steps, 1))

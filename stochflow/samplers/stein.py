@@ -102,9 +102,10 @@ from ..diagnostics.kernels import (
     radial_profile,
     squared_distances,
 )
+from ..geometry.mirrors import resolve_mirror
 from ..kernels.checks import check_in_domain, check_positions, check_positive
 from ..kernels.particles import ALL_PARTICLES, ParticleAxis, all_particles, map_particles, map_rows
-from ..target import Target
+from ..target import Target, check_mirror
 from .base import Sampler
 
 Array = jax.Array
@@ -301,13 +302,9 @@ def _kernel_params(h: Array) -> KernelParams:
 
 def _diag_rank_one_factors(mirror: Any) -> Optional[Callable[[Array], tuple[Array, Array]]]:
     """``x -> (a, b)`` with ``H(x)^{-1} v = a * v - b (b . v)``, for the maps that have that form."""
-    if mirror is None or mirror.name == "euclidean":
+    if mirror is None:
         return lambda x: (jnp.ones_like(x), jnp.zeros_like(x))
-    if mirror.name in ("log_barrier", "hyperbolic_entropy"):
-        return lambda x: (mirror.inverse_hessian_matvec(x, jnp.ones_like(x)), jnp.zeros_like(x))
-    if mirror.name == "entropic_simplex":  # H^{-1} = diag(x) - x x^T
-        return lambda x: (x, x)
-    return None
+    return mirror.inverse_hessian_factors
 
 
 def mirrored_direction(
@@ -513,28 +510,6 @@ def svgd(
 # --------------------------------------------------------------------------- mirrored samplers
 
 
-def _check_mirror(mirror: Any) -> None:
-    if mirror is None:
-        return
-    needed = ("grad", "grad_conj", "inverse_hessian_matvec", "inverse_hessian_divergence", "hessian_matvec", "in_domain", "name")
-    missing = [name for name in needed if not hasattr(mirror, name)]
-    if missing:
-        raise TypeError(
-            f"mirror must be a mirror map from sf.geometry (e.g. sf.geometry.entropic_simplex()); "
-            f"{type(mirror).__name__} lacks {missing}."
-        )
-
-
-def _mirror_of(sampler_mirror: Any, target: Target, method: str) -> Any:
-    mirror = sampler_mirror if sampler_mirror is not None else target.mirror
-    if mirror is None:
-        raise ValueError(
-            f"{method} needs a mirror map: pass mirror=sf.geometry.entropic_simplex() (or another map) "
-            f"to sf.{method}(...), or build the target with Target(..., mirror=...)."
-        )
-    return mirror
-
-
 def _mirrored_sampler(
     name: str,
     direction: Callable[[Array, Array, Array, KernelParams, Any], Array],
@@ -547,13 +522,13 @@ def _mirrored_sampler(
 ) -> Sampler:
     opt = _resolve_optimizer(step_size, optimizer, _rmsprop)
     fixed_h = _check_kernel_choice(kernel, bandwidth)
-    _check_mirror(mirror)
+    if mirror is not None:
+        check_mirror(mirror)
 
     def init(target: Target, positions: Array, key: Array) -> MirrorSteinState:
         del key
         positions = check_positions(target, positions)
-        mirror_map = _mirror_of(mirror, target, name)
-        _check_mirror(mirror_map)
+        mirror_map = resolve_mirror(name, mirror, target)
         check_in_domain(name, mirror_map, positions)
         dual = jax.vmap(mirror_map.grad)(positions)
         logdensity, grad = _logdensity_and_grad(target, positions)
@@ -564,7 +539,7 @@ def _mirrored_sampler(
         del key  # deterministic
         # Not shard-local (the driver passes axis.name only to shard-local samplers): the
         # pairwise terms see every particle; axis.loop maps the target per particle.
-        mirror_map = _mirror_of(mirror, target, name)
+        mirror_map = resolve_mirror(name, mirror, target)
         h = stein_bandwidth(kernel, state.position, fixed_h)
         g = direction(state.position, state.logdensity_grad, h, mirror_map)
         updates, opt_state = opt.transform.update(-g, state.opt_state, state.dual)
