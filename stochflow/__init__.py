@@ -17,11 +17,12 @@ from .samplers import fit_snf, load_snf, save_snf, snf
 from .samplers import from_blackjax
 from .samplers import msvgd, svgd, svmd
 from .store import load
-from .target import Target
+from .target import GroundTruth, Target
 from .trace import Trace
 
 __all__ = [
     "Target",
+    "GroundTruth",
     "Sampler",
     "Trace",
     "sample",

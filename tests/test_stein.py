@@ -148,7 +148,7 @@ def correlated_gaussian():
     mean = np.array([1.0, -2.0])
     cov = np.array([[2.0, 1.2], [1.2, 1.0]])
     precision = jnp.asarray(np.linalg.inv(cov))
-    target = sf.Target(lambda x: -0.5 * (x - mean) @ precision @ (x - mean), dim=2, mean=mean, cov=cov)
+    target = sf.Target(lambda x: -0.5 * (x - mean) @ precision @ (x - mean), dim=2, truth=sf.GroundTruth(mean=mean, cov=cov))
     return target, mean, cov
 
 
