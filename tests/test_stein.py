@@ -9,7 +9,7 @@ import optax
 import pytest
 
 import stochflow as sf
-from stochflow.diagnostics.kernels import radial_profile
+from stochflow.kernels.stein import radial_profile
 from stochflow.geometry import entropic_simplex, euclidean, log_barrier
 from stochflow.samplers.stein import (
     _kernel_params,

@@ -48,7 +48,7 @@ The default optimiser of both is RMSProp (decay 0.9, epsilon 1e-7 outside the sq
 Kernels and bandwidth
 ---------------------
 ``kernel="rbf"``: :math:`k = \exp(-\|x-y\|^2 / (2h^2))`; ``kernel="imq"``:
-:math:`k = (1 + \|x-y\|^2/h^2)^{-1/2}` (the radial kernels of :mod:`stochflow.diagnostics.kernels`).
+:math:`k = (1 + \|x-y\|^2/h^2)^{-1/2}` (the radial kernels of :mod:`stochflow.kernels.stein`).
 ``bandwidth=None`` (default) recomputes :math:`h` from the particles at every step (median
 heuristic, ``med`` = median distance between distinct particles, exact up to 1,000 particles and
 taken on 1,000 evenly spaced particles above that):
@@ -93,7 +93,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from ..diagnostics.kernels import (
+from ..kernels.stein import (
     KERNELS,
     KernelParams,
     default_block_size,
