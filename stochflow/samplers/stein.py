@@ -103,6 +103,7 @@ from ..kernels.stein import (
     squared_distances,
 )
 from ..kernels.checks import check_in_domain, check_positions, check_positive
+from ..kernels.finite import finite_rows, keep_rows
 from ..kernels.particles import ALL_PARTICLES, ParticleAxis, all_particles, map_particles, map_rows
 from ..target import Target
 from .base import Sampler
@@ -419,18 +420,6 @@ def _logdensity_and_grad(target: Target, positions: Array, axis: ParticleAxis = 
     return map_particles(target.logdensity_and_grad, positions, axis=axis)
 
 
-def _finite_rows(*arrays: Array) -> Array:
-    ok = None
-    for array in arrays:
-        row = jnp.all(jnp.isfinite(array.reshape(array.shape[0], -1)), axis=1)
-        ok = row if ok is None else ok & row
-    return ok
-
-
-def _keep(ok: Array, new: Array, old: Array) -> Array:
-    return jnp.where(ok.reshape((-1,) + (1,) * (new.ndim - 1)), new, old)
-
-
 def _info(logdensity: Array, ok: Array, h: Array) -> SteinInfo:
     n = logdensity.shape[0]
     return SteinInfo(
@@ -495,13 +484,11 @@ def svgd(
         updates, opt_state = _optimizer_step(opt, phi, state.opt_state, state.position, axis)
         proposal = optax.apply_updates(state.position, updates)
         logdensity, grad = _logdensity_and_grad(target, proposal, axis)
-        ok = _finite_rows(proposal, grad) & jnp.isfinite(logdensity)
-        new = SteinState(
-            position=_keep(ok, proposal, state.position),
-            logdensity=_keep(ok, logdensity, state.logdensity),
-            logdensity_grad=_keep(ok, grad, state.logdensity_grad),
-            opt_state=opt_state,
+        ok = finite_rows(proposal, grad, logdensity)
+        position, logdensity, grad = keep_rows(
+            ok, (proposal, logdensity, grad), (state.position, state.logdensity, state.logdensity_grad)
         )
+        new = SteinState(position=position, logdensity=logdensity, logdensity_grad=grad, opt_state=opt_state)
         return new, _info(new.logdensity, ok, h)
 
     params = {"kernel": kernel, "bandwidth": fixed_h, "block_size": block_size, **opt.recorded}
@@ -571,13 +558,13 @@ def _mirrored_sampler(
         dual = optax.apply_updates(state.dual, updates)
         proposal = jax.vmap(mirror_map.grad_conj)(dual)
         logdensity, grad = _logdensity_and_grad(target, proposal, axis)
-        ok = _finite_rows(dual, proposal, grad) & jnp.isfinite(logdensity)
+        ok = finite_rows(dual, proposal, grad, logdensity)
+        position, dual, logdensity, grad = keep_rows(
+            ok, (proposal, dual, logdensity, grad),
+            (state.position, state.dual, state.logdensity, state.logdensity_grad),
+        )
         new = MirrorSteinState(
-            position=_keep(ok, proposal, state.position),
-            dual=_keep(ok, dual, state.dual),
-            logdensity=_keep(ok, logdensity, state.logdensity),
-            logdensity_grad=_keep(ok, grad, state.logdensity_grad),
-            opt_state=opt_state,
+            position=position, dual=dual, logdensity=logdensity, logdensity_grad=grad, opt_state=opt_state
         )
         return new, _info(new.logdensity, ok, h)
 
