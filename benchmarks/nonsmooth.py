@@ -55,8 +55,8 @@ def w2_to_exact(draws: np.ndarray, exact: np.ndarray, seed: int = 0) -> float:
 
 def experiment_llp(num_steps: int = 50_000) -> list[dict]:
     target = sf.models.laplace_gmm(n_components=2, alpha=0.15)
-    exact = np.asarray(target.sample(jax.random.key(123), 200_000))
-    floor = w2_to_exact(np.asarray(target.sample(jax.random.key(7), 200_000)), exact)
+    exact = np.asarray(target.truth.sample(jax.random.key(123), 200_000))
+    floor = w2_to_exact(np.asarray(target.truth.sample(jax.random.key(7), 200_000)), exact)
     mirror_target = sf.Target(target.logdensity, 2, nonsmooth=target.nonsmooth,
                               mirror=hyperbolic_entropy(np.array([0.7, 0.3])), name="laplace-gmm2-hyp")
     step, lam = 8e-2, 0.25
@@ -75,7 +75,7 @@ def experiment_llp(num_steps: int = 50_000) -> list[dict]:
         row = {"method": name, "seconds": seconds, "floor": floor}
         for k in (5_000, 10_000, 25_000, num_steps):
             row[f"W2@{k}"] = w2_to_exact(draws[:k], exact)
-        row["mean error"] = float(np.linalg.norm(draws.mean(0) - target.mean))
+        row["mean error"] = float(np.linalg.norm(draws.mean(0) - target.truth.mean))
         row["accept"] = float(trace.stats["accept_prob"].mean()) if "accept_prob" in trace.stats else float("nan")
         row["divergent"] = trace.num_divergent
         rows.append(row)
@@ -85,7 +85,7 @@ def experiment_llp(num_steps: int = 50_000) -> list[dict]:
 def experiment_llp_chains(num_chains: int = 32, num_steps: int = 10_000) -> list[dict]:
     """The same target and methods, 32 independent chains from N(0, I): less of a one-chain lottery."""
     target = sf.models.laplace_gmm(n_components=2, alpha=0.15)
-    exact = np.asarray(target.sample(jax.random.key(123), 200_000))
+    exact = np.asarray(target.truth.sample(jax.random.key(123), 200_000))
     means = LLP_MEANS_PROX[:2]
     nearest = lambda x: np.argmin(((x[:, None, :] - means[None]) ** 2).sum(-1), axis=1)  # noqa: E731
     exact_weight = np.mean(nearest(exact) == 1)
@@ -103,7 +103,7 @@ def experiment_llp_chains(num_chains: int = 32, num_steps: int = 10_000) -> list
         draws = trace.positions.reshape(-1, 2)
         rows.append({
             "method": name, "W2": w2_to_exact(draws, exact), "weight": float(np.mean(nearest(draws) == 1)),
-            "exact weight": float(exact_weight), "mean error": float(np.linalg.norm(draws.mean(0) - target.mean)),
+            "exact weight": float(exact_weight), "mean error": float(np.linalg.norm(draws.mean(0) - target.truth.mean)),
             "seconds": seconds,
         })
     return rows
@@ -125,8 +125,8 @@ def experiment_constrained(num_chains: int = 16, num_steps: int = 20_000) -> lis
     ]
     rows = []
     for label, target, samplers, inside in cases:
-        exact = np.asarray(target.sample(jax.random.key(123), 100_000))
-        floor = w2_to_exact(np.asarray(target.sample(jax.random.key(7), 100_000)), exact)
+        exact = np.asarray(target.truth.sample(jax.random.key(123), 100_000))
+        floor = w2_to_exact(np.asarray(target.truth.sample(jax.random.key(7), 100_000)), exact)
         init = sf.default_init(target, jax.random.key(3), num_chains)
         for name, sampler in samplers:
             start = time.perf_counter()
@@ -136,8 +136,8 @@ def experiment_constrained(num_chains: int = 16, num_steps: int = 20_000) -> lis
             draws = trace.positions.reshape(-1, target.dim)
             rows.append({
                 "case": label, "method": name, "seconds": seconds, "W2": w2_to_exact(draws, exact), "floor": floor,
-                "mean error": float(np.abs(draws.mean(0) - target.mean).max()),
-                "var error": float(np.abs(draws.var(0) - np.diag(target.cov)).max()),
+                "mean error": float(np.abs(draws.mean(0) - target.truth.mean).max()),
+                "var error": float(np.abs(draws.var(0) - np.diag(target.truth.cov)).max()),
                 "outside": int((~inside(draws)).sum()), "draws": draws.shape[0], "divergent": trace.num_divergent,
             })
     return rows

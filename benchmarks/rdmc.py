@@ -81,7 +81,7 @@ def tempered_cost(config, tempered) -> int:
 
 def smoothness(target) -> float:
     """An upper bound L on the curvature of -log p: 1 / (smallest component variance)."""
-    _, _, covs = target.components
+    _, _, covs = target.truth.components
     return float(max(1.0 / np.linalg.eigvalsh(c).min() for c in covs))
 
 
@@ -100,7 +100,7 @@ def run_rdmc(target, config, key, num_particles, tempered=None):
 
 
 def one_region_start(target, key, num_particles):
-    _, means, covs = target.components
+    _, means, covs = target.truth.components
     chol = np.linalg.cholesky(covs[0])
     noise = np.asarray(jax.random.normal(key, (num_particles, target.dim)))
     return jnp.asarray(means[0] + noise @ chol.T, jnp.float32)
@@ -147,11 +147,11 @@ def main() -> None:
         if args.targets and target.name not in args.targets:
             continue
         target_key = jax.random.fold_in(key, target_index)
-        exact = target.sample(jax.random.fold_in(target_key, 0), args.particles)
-        reference = target.sample(jax.random.fold_in(target_key, 1), args.particles)
+        exact = target.truth.sample(jax.random.fold_in(target_key, 0), args.particles)
+        reference = target.truth.sample(jax.random.fold_in(target_key, 1), args.particles)
         floor = float(sf.diagnostics.mmd(jnp.asarray(exact), jnp.asarray(reference), statistic="u"))
         print(f"| {target.name} | - | exact vs exact | {float(sf.diagnostics.mode_weight_tv(reference, target)):.3f} "
-              f"| {floor:.4f} | {[round(float(w), 2) for w in target.modes.weights]} | - | - |")
+              f"| {floor:.4f} | {[round(float(w), 2) for w in target.truth.modes.weights]} | - | - |")
         for config_index, config in enumerate(configs):
             run_key = jax.random.fold_in(target_key, 10 + config_index)
             budget = rdmc_cost(config)

@@ -83,7 +83,7 @@ def notebook_profile_metric(x1_batches, log_weight_batches, nbins=30):
 
 def evaluate(flow, target, key, num_samples, hist_repeats):
     draw = eqx.filter_jit(lambda flow, key: flow.sample(key, num_samples, target))
-    exact_p = float(target.modes.weights[1])
+    exact_p = float(target.truth.modes.weights[1])
     exact_df = -np.log(exact_p / (1.0 - exact_p))
     x1s, log_ws, ess, p_err, p_err_w, df_err, df_err_w, logz = [], [], [], [], [], [], [], []
     for k in jax.random.split(key, hist_repeats):
@@ -100,7 +100,7 @@ def evaluate(flow, target, key, num_samples, hist_repeats):
         p_err_w.append(abs(p_w - exact_p))
         df_err.append(abs(-np.log(p / (1 - p)) - exact_df))
         df_err_w.append(abs(-np.log(p_w / (1 - p_w)) - exact_df))
-        logz.append(float(sf.diagnostics.importance_log_z(log_w).value) - target.log_z)
+        logz.append(float(sf.diagnostics.importance_log_z(log_w).value) - target.truth.log_z)
     result = notebook_profile_metric(x1s, log_ws)
     result.update(
         ess=np.mean(ess), p_err=np.mean(p_err), p_err_w=np.mean(p_err_w),
@@ -119,7 +119,7 @@ def main() -> None:
 
     target = sf.models.double_well()
     key = jax.random.key(args.seed)
-    data = target.sample(jax.random.fold_in(key, 10**6), 10_000)
+    data = target.truth.sample(jax.random.fold_in(key, 10**6), 10_000)
     optimizer = optax.adam(5e-3)  # one object for all trainings: the compiled trainer is reused
 
     def schedule(i):
@@ -129,8 +129,8 @@ def main() -> None:
         "RNVP": realnvp_snf_layers(3, 64, 2, stochastic=False),
         "RNVP + MC": realnvp_snf_layers(3, 64, 2, stochastic=True, num_steps=20, step_size=0.25, diffuse_at_0=True),
     }
-    print(f"double well, exact dF = {-np.log(target.modes.weights[1] / target.modes.weights[0]):.4f} kT, "
-          f"P(x1 > 0) = {target.modes.weights[1]:.5f}, log Z = {target.log_z:.4f}")
+    print(f"double well, exact dF = {-np.log(target.truth.modes.weights[1] / target.truth.modes.weights[0]):.4f} kT, "
+          f"P(x1 > 0) = {target.truth.modes.weights[1]:.5f}, log Z = {target.truth.log_z:.4f}")
     rows = {}
     for name, layers in methods.items():
         results, train_times, eval_times = [], [], []

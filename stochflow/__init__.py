@@ -13,11 +13,12 @@ from .samplers import Sampler, bmmla, bmumla, mala, mla, mymala, myula, rdmc, ul
 from .samplers import fit_snf, load_snf, save_snf, snf
 from .samplers import msvgd, svgd, svmd
 from .interop import from_blackjax, from_numpyro, numpyro_kernel
-from .target import Target
+from .target import GroundTruth, Target
 from .trace import Trace, load
 
 __all__ = [
     "Target",
+    "GroundTruth",
     "Sampler",
     "Trace",
     "sample",

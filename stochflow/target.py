@@ -2,8 +2,9 @@
 
 A :class:`Target` wraps an unnormalised log-density ``logdensity: (dim,) -> ()``
 and, optionally, the extra structure some samplers need (a nonsmooth term with
-a proximal operator, a mirror map for constrained domains) and the ground truth
-benchmarks compare against (an exact sampler, the mean, the covariance).
+a proximal operator, a mirror map for constrained domains). What benchmarks
+compare against (an exact sampler, the mean, the covariance, ...) is not part of
+the density: it is a separate :class:`GroundTruth`, read as ``target.truth``.
 
 The target is validated when it is built, before anything compiles: ``dim`` must
 be a positive int and ``logdensity`` must map a ``(dim,)`` array to a scalar
@@ -15,7 +16,7 @@ jitted function (it is treated as static, compared by identity).
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
+from typing import Any, Callable, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
@@ -24,7 +25,7 @@ import numpy as np
 Array = jax.Array
 LogDensityFn = Callable[[Array], Array]
 
-__all__ = ["Target", "default_dtype", "check_mirror"]
+__all__ = ["GroundTruth", "Target", "default_dtype", "check_mirror"]
 
 
 def default_dtype() -> jnp.dtype:
@@ -146,6 +147,60 @@ def check_mirror(mirror: Any, dim: Optional[int] = None) -> Any:
     return mirror
 
 
+class GroundTruth(NamedTuple):
+    """What is known exactly about a target, for benchmarks to score against.
+
+    Every field is optional (``None``: not known).
+
+    Attributes
+    ----------
+    sample
+        Exact sampler ``(key, n) -> (n, dim)``.
+    mean, cov
+        Exact mean ``(dim,)`` and covariance ``(dim, dim)``.
+    log_z
+        Exact log normalising constant of the target's unnormalised density.
+    modes
+        A :class:`~stochflow.diagnostics.Modes` labelling which mode a point
+        belongs to, with the exact mode weights.
+    components
+        ``(weights, means, covs)`` of a Gaussian mixture.
+    """
+
+    sample: Optional[Callable[[Array, int], Array]] = None
+    mean: Optional[np.ndarray] = None
+    cov: Optional[np.ndarray] = None
+    log_z: Optional[float] = None
+    modes: Any = None
+    components: Any = None
+
+
+def _check_truth(truth: Any, dim: int) -> GroundTruth:
+    """``truth`` with ``mean``/``cov`` as float arrays of shapes ``(dim,)``/``(dim, dim)``."""
+    if truth is None:
+        return GroundTruth()
+    if not isinstance(truth, GroundTruth):
+        raise TypeError(f"truth must be an sf.GroundTruth, got {type(truth).__name__}.")
+    mean = None if truth.mean is None else np.asarray(truth.mean, dtype=float)
+    cov = None if truth.cov is None else np.asarray(truth.cov, dtype=float)
+    if mean is not None and mean.shape != (dim,):
+        raise ValueError(f"mean must have shape ({dim},), got {mean.shape}.")
+    if cov is not None and cov.shape != (dim, dim):
+        raise ValueError(f"cov must have shape ({dim}, {dim}), got {cov.shape}.")
+    if truth.sample is not None and not callable(truth.sample):
+        raise TypeError(f"sample must be a callable (key, n) -> (n, dim), got {type(truth.sample).__name__}.")
+    if truth.components is not None:
+        weights, means, covs = (np.asarray(c, dtype=float) for c in truth.components)
+        k = weights.shape[0]
+        if weights.shape != (k,) or means.shape != (k, dim) or covs.shape != (k, dim, dim):
+            raise ValueError(
+                f"components must be (weights (k,), means (k, {dim}), covs (k, {dim}, {dim})); got "
+                f"shapes {weights.shape}, {means.shape}, {covs.shape}."
+            )
+    log_z = None if truth.log_z is None else float(truth.log_z)
+    return truth._replace(mean=mean, cov=cov, log_z=log_z)
+
+
 class Target:
     """An unnormalised density on R^dim (or on a mirror map's domain).
 
@@ -163,10 +218,6 @@ class Target:
         Optional mirror map whose domain is the target's support.
     support
         Optional callable ``x -> bool``: whether ``x`` lies in the support.
-    sample
-        Optional exact sampler ``(key, n) -> (n, dim)`` (ground truth).
-    mean, cov
-        Optional exact mean ``(dim,)`` and covariance ``(dim, dim)``.
     name
         A short name, used in traces and reports.
     init
@@ -176,14 +227,10 @@ class Target:
         Optional map from positions ``(..., dim)`` to a dict of named,
         constrained variables (``sf.from_numpyro`` sets it); traces of such a
         target export those variables to ArviZ.
-    log_z
-        Optional exact log normalising constant of ``exp(logdensity - g)``
-        (benchmarks score methods that estimate it).
-    modes
-        Optional :class:`~stochflow.diagnostics.Modes` labelling which mode a
-        point belongs to, with the exact mode weights (mode-weight metrics).
-    components
-        Optional ``(weights, means, covs)`` of a Gaussian mixture.
+    truth
+        Optional :class:`GroundTruth` (exact sampler, moments, ``log Z``,
+        modes, mixture components), kept apart from the density and read as
+        ``target.truth``; an empty ``GroundTruth()`` when not given.
     """
 
     def __init__(
@@ -194,15 +241,10 @@ class Target:
         nonsmooth: Any = None,
         mirror: Any = None,
         support: Optional[Callable[[Array], Array]] = None,
-        sample: Optional[Callable[[Array, int], Array]] = None,
-        mean: Any = None,
-        cov: Any = None,
         name: Optional[str] = None,
         init: Optional[Callable[[Array, int], Array]] = None,
         constrain: Optional[Callable[[Array], dict]] = None,
-        log_z: Optional[float] = None,
-        modes: Any = None,
-        components: Any = None,
+        truth: Optional[GroundTruth] = None,
     ) -> None:
         self.dim = _check_dim(dim)
         _check_logdensity(logdensity, self.dim)
@@ -214,28 +256,19 @@ class Target:
         self.nonsmooth = nonsmooth
         self.mirror = mirror
         self.support = support
-        self.sample = sample
-        self.mean = None if mean is None else np.asarray(mean, dtype=float)
-        self.cov = None if cov is None else np.asarray(cov, dtype=float)
         self.name = name or getattr(logdensity, "__name__", "target")
         self.init = init
         self.constrain = constrain
-        self.log_z = log_z
-        self.modes = modes
-        self.components = components
-        if self.mean is not None and self.mean.shape != (self.dim,):
-            raise ValueError(f"mean must have shape ({self.dim},), got {self.mean.shape}.")
-        if self.cov is not None and self.cov.shape != (self.dim, self.dim):
-            raise ValueError(
-                f"cov must have shape ({self.dim}, {self.dim}), got {self.cov.shape}."
-            )
+        self.truth = _check_truth(truth, self.dim)
 
     def logdensity_and_grad(self, position: Array) -> tuple[Array, Array]:
         """``(log p(x), grad log p(x))`` of the smooth part, in one pass."""
         return jax.value_and_grad(self.logdensity)(position)
 
     def __repr__(self) -> str:
-        extras = [k for k in ("nonsmooth", "mirror", "sample") if getattr(self, k) is not None]
+        extras = [k for k in ("nonsmooth", "mirror") if getattr(self, k) is not None]
+        if self.truth.sample is not None:
+            extras.append("an exact sampler")
         more = f", with {', '.join(extras)}" if extras else ""
         return f"Target(name={self.name!r}, dim={self.dim}{more})"
 

@@ -7,7 +7,7 @@ import pytest
 
 import stochflow as sf
 from stochflow.diagnostics import ksd, mmd
-from stochflow.diagnostics.kernels import median_distance
+from stochflow.kernels.stein import median_distance
 
 
 def kernel_fn(kernel, h, c=1.0, beta=-0.5):

@@ -47,9 +47,9 @@ def test_mala_recovers_ill_conditioned_gaussian():
     trace = sf.sample(sf.mala(step_size=0.05), target, jax.random.key(3), num_particles=8,
                       num_steps=20_000, warmup=2_000, progress=False)
     x = trace.positions
-    variances = np.diag(target.cov)
-    ess = mcse_check(x, target.mean, "mean")
-    mcse_check((x - target.mean) ** 2, variances, "variance")
+    variances = np.diag(target.truth.cov)
+    ess = mcse_check(x, target.truth.mean, "mean")
+    mcse_check((x - target.truth.mean) ** 2, variances, "variance")
     assert ess.min() > 400  # enough effective draws for the SEs to be meaningful
     accept = trace.stats["accept_prob"].mean()
     assert abs(accept - 0.574) < 0.05

@@ -82,7 +82,7 @@ def test_bad_inputs_are_refused():
 
 def _mixture_samples(target, weights, key, n):
     """Exact component draws, but with the given mixture weights (a biased sampler)."""
-    w, means, covs = target.components
+    w, means, covs = target.truth.components
     component = jax.random.categorical(key, jnp.log(jnp.asarray(weights)), shape=(n,))
     noise = jax.random.normal(jax.random.fold_in(key, 1), (n, means.shape[1]))
     chols = jnp.linalg.cholesky(jnp.asarray(covs))
@@ -98,12 +98,12 @@ def test_metrics_rank_exact_samples_above_biased_ones(name):
     # the gaps these biases make (checked margins: TV 0.4 vs ~0.03; W2 and energy by > 3x).
     target = sf.models.get(name)
     n = 600
-    reference = np.asarray(target.sample(jax.random.key(10), n))
-    correct = np.asarray(target.sample(jax.random.key(11), n))
-    weights = target.components[0]
+    reference = np.asarray(target.truth.sample(jax.random.key(10), n))
+    correct = np.asarray(target.truth.sample(jax.random.key(11), n))
+    weights = target.truth.components[0]
     shifted = 0.5 * weights + 0.5 * np.eye(len(weights))[0]
     wrong_weights = _mixture_samples(target, shifted, jax.random.key(12), n)
-    centres = target.components[1][np.asarray(target.modes.assign(correct))]
+    centres = target.truth.components[1][np.asarray(target.truth.modes.assign(correct))]
     inflated = centres + 1.5 * (correct - centres)
 
     tv = lambda s: float(metrics.mode_weight_tv(s, target))
@@ -111,8 +111,8 @@ def test_metrics_rank_exact_samples_above_biased_ones(name):
     for biased in (wrong_weights, inflated):
         assert metrics.w2(correct, reference) < metrics.w2(biased, reference)
         assert float(metrics.energy_distance(correct, reference)) < float(metrics.energy_distance(biased, reference))
-        errors_ok = metrics.moment_errors(correct, target.mean, target.cov)
-        errors_bad = metrics.moment_errors(biased, target.mean, target.cov)
+        errors_ok = metrics.moment_errors(correct, target.truth.mean, target.truth.cov)
+        errors_bad = metrics.moment_errors(biased, target.truth.mean, target.truth.cov)
         assert float(errors_ok["cov_err"]) < float(errors_bad["cov_err"])
 
 

@@ -27,7 +27,7 @@ SCORE = ["banana", "double-well", "funnel", "gmm40", "many-well", "mixture-10d",
 
 
 def _draws(target, n=N, seed=0):
-    return np.asarray(target.sample(jax.random.key(seed), n), dtype=np.float64)
+    return np.asarray(target.truth.sample(jax.random.key(seed), n), dtype=np.float64)
 
 
 @pytest.mark.parametrize("name", SCORE)
@@ -50,16 +50,16 @@ def test_stated_moments_match_exact_samples(name):
     if name == "funnel":  # x_i^2 is lognormal-heavy (E x^4 = 3 e^18): the conditional test below instead
         x = x[:, :1]
         target = sf.models.gaussian([0.0], [[9.0]])
-    sd = np.sqrt(np.diag(target.cov))
-    assert np.all(np.abs(x.mean(0) - target.mean) < Z_TOL * sd / np.sqrt(len(x))), name
-    centred = x - target.mean
+    sd = np.sqrt(np.diag(target.truth.cov))
+    assert np.all(np.abs(x.mean(0) - target.truth.mean) < Z_TOL * sd / np.sqrt(len(x))), name
+    centred = x - target.truth.mean
     m4 = np.mean(centred**4, axis=0)
-    var_se = np.sqrt((m4 - np.diag(target.cov) ** 2) / len(x))
-    assert np.all(np.abs(np.mean(centred**2, axis=0) - np.diag(target.cov)) < Z_TOL * var_se), name
+    var_se = np.sqrt((m4 - np.diag(target.truth.cov) ** 2) / len(x))
+    assert np.all(np.abs(np.mean(centred**2, axis=0) - np.diag(target.truth.cov)) < Z_TOL * var_se), name
     if target.dim <= 32:  # off-diagonal covariances, each with its own standard error
         products = centred[:, :, None] * centred[:, None, :]
         se = products.std(0) / np.sqrt(len(x))
-        assert np.all(np.abs(products.mean(0) - target.cov) < Z_TOL * se + 1e-12), name
+        assert np.all(np.abs(products.mean(0) - target.truth.cov) < Z_TOL * se + 1e-12), name
 
 
 def test_funnel_conditional_variances():
@@ -68,7 +68,7 @@ def test_funnel_conditional_variances():
     x = _draws(sf.models.get("funnel"), seed=5)
     ratios = x[:, 1:] ** 2 * np.exp(-x[:, :1])
     assert abs(ratios.mean() - 1.0) < Z_TOL * np.sqrt(2.0 / ratios.size)
-    assert sf.models.get("funnel").cov[1, 1] == pytest.approx(np.exp(4.5))
+    assert sf.models.get("funnel").truth.cov[1, 1] == pytest.approx(np.exp(4.5))
 
 
 TWO_D = ["gmm40", "ring-gmm8", "grid-gmm9", "llp-gmm5", "banana", "double-well"]
@@ -89,7 +89,7 @@ def test_2d_histogram_of_exact_samples_matches_normalised_density(name):
     fine = [np.linspace(lo[i], hi[i], bins * sub + 1) for i in range(2)]
     mids = [0.5 * (f[1:] + f[:-1]) for f in fine]
     grid = np.stack(np.meshgrid(*mids, indexing="ij"), axis=-1).reshape(-1, 2)
-    log_p = np.asarray(jax.jit(jax.vmap(target.logdensity))(grid)) - target.log_z
+    log_p = np.asarray(jax.jit(jax.vmap(target.logdensity))(grid)) - target.truth.log_z
     cell = np.prod([f[1] - f[0] for f in fine])
     mass = (np.exp(log_p) * cell).reshape(bins, sub, bins, sub).sum(axis=(1, 3))
     counts, _, _ = np.histogram2d(x[:, 0], x[:, 1], bins=edges)
@@ -139,10 +139,10 @@ def test_double_well_log_z_by_independent_2d_quadrature():
     log_p = np.asarray(jax.jit(jax.vmap(target.logdensity))(grid), np.float64).reshape(1201, 1201)
     shift = log_p.max()
     z = integrate.trapezoid(integrate.trapezoid(np.exp(log_p - shift), x2, axis=1), x1)
-    assert np.log(z) + shift == pytest.approx(target.log_z, abs=1e-4)
+    assert np.log(z) + shift == pytest.approx(target.truth.log_z, abs=1e-4)
     # FAB's constant for the 1-D well, and the d = 32 many-well value 16 (log Z1 + log sqrt(2 pi)).
     assert np.exp(wells.DOUBLE_WELL_LOG_Z1) == pytest.approx(11784.50927, rel=1e-8)
-    assert sf.models.get("many-well").log_z == pytest.approx(164.6957, abs=1e-4)
+    assert sf.models.get("many-well").truth.log_z == pytest.approx(164.6957, abs=1e-4)
 
 
 def test_rejection_bound_covers_the_double_well():
@@ -163,8 +163,8 @@ def test_many_well_mode_labels_follow_the_binomial_law():
     p_deep = wells._Q["p_deep"]
     assert p_deep == pytest.approx(0.84431, abs=1e-5)
     shares = np.asarray(sf.diagnostics.mode_weights(x, target))
-    se = np.sqrt(target.modes.weights * (1 - target.modes.weights) / len(x))
-    assert np.all(np.abs(shares - target.modes.weights) < Z_TOL * se + 1e-12)
+    se = np.sqrt(target.truth.modes.weights * (1 - target.truth.modes.weights) / len(x))
+    assert np.all(np.abs(shares - target.truth.modes.weights) < Z_TOL * se + 1e-12)
 
 
 def test_gmm40_is_the_fab_instance():
@@ -174,7 +174,7 @@ def test_gmm40_is_the_fab_instance():
                                atol=1e-4)
     assert GMM40_SD == pytest.approx(1.31326169, rel=1e-7)
     target = sf.models.get("gmm40")
-    np.testing.assert_allclose(target.modes.weights, np.full(40, 1 / 40))
+    np.testing.assert_allclose(target.truth.modes.weights, np.full(40, 1 / 40))
 
 
 def test_bad_parameters_and_names_are_refused():
@@ -184,3 +184,17 @@ def test_bad_parameters_and_names_are_refused():
         sf.models.funnel(dim=1)
     with pytest.raises(ValueError, match="unknown target 'no-such'; available: .*gmm40"):
         sf.models.get("no-such")
+
+
+def test_ground_truth_is_kept_apart_from_the_density_and_validated():
+    target = sf.models.get("ring-gmm8")
+    assert isinstance(target.truth, sf.GroundTruth) and target.truth.modes is not None
+    assert sf.Target(lambda x: -x @ x, dim=2).truth == sf.GroundTruth()
+    with pytest.raises(ValueError, match="mean must have shape"):
+        sf.Target(lambda x: -x @ x, dim=2, truth=sf.GroundTruth(mean=np.zeros(3)))
+    with pytest.raises(ValueError, match="cov must have shape"):
+        sf.Target(lambda x: -x @ x, dim=2, truth=sf.GroundTruth(cov=np.eye(3)))
+    with pytest.raises(ValueError, match="components"):
+        sf.Target(lambda x: -x @ x, dim=2, truth=sf.GroundTruth(components=(np.ones(2), np.zeros((2, 3)), np.ones((2, 3, 3)))))
+    with pytest.raises(TypeError, match="GroundTruth"):
+        sf.Target(lambda x: -x @ x, dim=2, truth={"mean": np.zeros(2)})

@@ -329,12 +329,12 @@ def test_myula_stationary_law_is_the_huber_law_fast():
 def test_mymala_is_exact_on_the_bayesian_lasso():
     target = sf.models.bayesian_lasso(dim=1)
     trace = sf.sample(sf.mymala(0.05, 0.05), target, jax.random.key(0), num_particles=16, num_steps=4000,
-                      init=jnp.full((16, 1), float(target.mean[0])), progress=False)
+                      init=jnp.full((16, 1), float(target.truth.mean[0])), progress=False)
     mean, se = mean_and_se(trace.positions)
-    check(mean, target.mean, se, 0.0, "MYMALA lasso mean")  # exact method: no bias allowance
-    centred = (trace.positions - target.mean) ** 2
+    check(mean, target.truth.mean, se, 0.0, "MYMALA lasso mean")  # exact method: no bias allowance
+    centred = (trace.positions - target.truth.mean) ** 2
     var, se_var = mean_and_se(centred)
-    check(var, np.diag(target.cov), se_var, 0.0, "MYMALA lasso variance")
+    check(var, np.diag(target.truth.cov), se_var, 0.0, "MYMALA lasso variance")
     assert 0.2 < trace.stats["accept_prob"].mean() < 1.0
 
 
@@ -411,7 +411,7 @@ def test_bregman_methods_on_a_box_constrained_target(name, make):
     squares = {h: mean_and_se((x - smoothed_mean) ** 2) for h, x in draws.items()}
     check_extrapolated(squares[step], squares[2 * step], [smoothed_var] * 2, f"{name} variance")
     # The smoothed law is close to the truncated Laplace itself (closed form).
-    assert abs(smoothed_mean - target.mean[0]) < 0.01 and abs(smoothed_var - target.cov[0, 0]) < 0.01
+    assert abs(smoothed_mean - target.truth.mean[0]) < 0.01 and abs(smoothed_var - target.truth.cov[0, 0]) < 0.01
 
 
 @pytest.mark.slow
@@ -466,9 +466,9 @@ def test_mla_on_the_dirichlet_matches_its_closed_form():
     draws = {h: run_chains(sf.mla(h), target, 1000, 20_000, 0, thin=10) for h in (step, 2 * step)}
     for x in draws.values():
         assert np.all(x > 0) and np.all(x.sum(-1) < 1), "draws left the simplex"
-    check_extrapolated(mean_and_se(draws[step]), mean_and_se(draws[2 * step]), target.mean, "MLA Dirichlet mean")
-    squares = {h: mean_and_se((x - target.mean) ** 2) for h, x in draws.items()}
-    check_extrapolated(squares[step], squares[2 * step], np.diag(target.cov), "MLA Dirichlet variance")
+    check_extrapolated(mean_and_se(draws[step]), mean_and_se(draws[2 * step]), target.truth.mean, "MLA Dirichlet mean")
+    squares = {h: mean_and_se((x - target.truth.mean) ** 2) for h, x in draws.items()}
+    check_extrapolated(squares[step], squares[2 * step], np.diag(target.truth.cov), "MLA Dirichlet variance")
 
 
 # ------------------------------------------------------------------ models
@@ -488,9 +488,9 @@ def test_model_ground_truths_agree_with_their_exact_samplers(name):
     x = np.asarray(target.sample(jax.random.key(0), 20_000), dtype=float)
     assert x.shape == (20_000, target.dim)
     n = x.shape[0]
-    check(x.mean(0), target.mean, x.std(0) / np.sqrt(n) * 5 / 4, 0.0, f"{name} mean")
-    centred = (x - target.mean) ** 2
-    check(centred.mean(0), np.diag(target.cov), centred.std(0) / np.sqrt(n) * 5 / 4, 0.0, f"{name} variance")
+    check(x.mean(0), target.truth.mean, x.std(0) / np.sqrt(n) * 5 / 4, 0.0, f"{name} mean")
+    centred = (x - target.truth.mean) ** 2
+    check(centred.mean(0), np.diag(target.truth.cov), centred.std(0) / np.sqrt(n) * 5 / 4, 0.0, f"{name} variance")
     if target.mirror is not None:
         assert bool(jnp.all(jax.vmap(target.mirror.in_domain)(jnp.asarray(x[:1000], jnp.float32))))
 

@@ -32,7 +32,7 @@ def correlated_gaussian():
 
     chol = jnp.asarray(np.linalg.cholesky(COV))
     sample = lambda key, n: mean + jax.random.normal(key, (n, 2)) @ chol.T
-    return sf.Target(logdensity, dim=2, sample=sample, mean=MEAN, cov=COV, name="corr-gauss")
+    return sf.Target(logdensity, dim=2, name="corr-gauss", truth=sf.GroundTruth(sample=sample, mean=MEAN, cov=COV))
 
 
 def true_log_z():
@@ -79,7 +79,7 @@ def test_backward_path_weights_are_unbiased():
     # normalised p. Checked with all three stochastic block types in one flow.
     target = correlated_gaussian()
     flow = build_flow([Metropolis(3, 0.5, 0.3), MALA(2, 0.1, 0.6), Langevin(3, 0.05, 1.0)], 2, jax.random.key(0))
-    x = target.sample(jax.random.key(2), 20_000)
+    x = target.truth.sample(jax.random.key(2), 20_000)
     keys = jax.random.split(jax.random.key(3), x.shape[0])
     path_ll = jax.jit(jax.vmap(flow.path_log_likelihood, in_axes=(0, 0, None)))(x, keys, target)
     log_p = jax.vmap(target.logdensity)(x) - true_log_z()
@@ -113,7 +113,7 @@ def trained():
     schedule: maximum likelihood on exact draws, then half ML, half energy-based; and a
     trace of 2000 particles x 5 steps drawn from it with sf.snf."""
     target = correlated_gaussian()
-    data = target.sample(jax.random.key(10), 2000)
+    data = target.truth.sample(jax.random.key(10), 2000)
     layers = [RealNVP(32, 2), RealNVP(32, 2, flip=True), Metropolis(5, 0.3, 1.0)]
     flow, history = sf.fit_snf(target, jax.random.key(11), layers, num_iterations=200, learning_rate=5e-3,
                                samples=data, ml_weight=lambda i: jnp.where(i < 100, 1.0, 0.5),
@@ -270,7 +270,7 @@ def test_training_through_langevin_and_mala_blocks(block):
     # After training, the KL loss approaches -log Z (KL >= 0) and the reweighted log Z and
     # mean match the truth within 5 ESS-based SEs (as in test_trained_snf_importance_estimates).
     target = correlated_gaussian()
-    data = target.sample(jax.random.key(5), 2000)
+    data = target.truth.sample(jax.random.key(5), 2000)
     flow, history = sf.fit_snf(target, jax.random.key(0), [RealNVP(16, 1), RealNVP(16, 1, flip=True), block], 100,
                                samples=data, ml_weight=0.5, progress=False, return_history=True)
     assert history["kl"][-10:].mean() < history["kl"][:10].mean()

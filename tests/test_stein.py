@@ -9,7 +9,7 @@ import optax
 import pytest
 
 import stochflow as sf
-from stochflow.diagnostics.kernels import radial_profile
+from stochflow.kernels.stein import radial_profile
 from stochflow.geometry import entropic_simplex, euclidean, log_barrier
 from stochflow.samplers.stein import (
     _kernel_params,
@@ -65,7 +65,7 @@ def test_msvgd_direction_matches_pairwise_autodiff_and_dense_fallback(mirror):
     params = _kernel_params(jnp.asarray(0.3))
     fast = mirrored_direction("imq", theta, dual_scores, params, mirror, block_size=4)
     # An unknown map name takes the dense d x d inverse-Hessian path.
-    slow = mirrored_direction("imq", theta, dual_scores, params, mirror._replace(name="custom"), block_size=4)
+    slow = mirrored_direction("imq", theta, dual_scores, params, mirror._replace(inverse_hessian_factors=None), block_size=4)
     np.testing.assert_allclose(fast, expected, atol=2e-6)
     np.testing.assert_allclose(slow, expected, atol=2e-6)
 
@@ -148,7 +148,7 @@ def correlated_gaussian():
     mean = np.array([1.0, -2.0])
     cov = np.array([[2.0, 1.2], [1.2, 1.0]])
     precision = jnp.asarray(np.linalg.inv(cov))
-    target = sf.Target(lambda x: -0.5 * (x - mean) @ precision @ (x - mean), dim=2, mean=mean, cov=cov)
+    target = sf.Target(lambda x: -0.5 * (x - mean) @ precision @ (x - mean), dim=2, truth=sf.GroundTruth(mean=mean, cov=cov))
     return target, mean, cov
 
 

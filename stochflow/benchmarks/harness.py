@@ -113,7 +113,7 @@ def quality_metrics(samples: np.ndarray, reference: np.ndarray, target, target_n
     samples = samples[finite]
     x = jnp.asarray(samples, jnp.float32)
     y = jnp.asarray(reference, jnp.float32)
-    row.update({k: float(v) for k, v in _moments(x, jnp.asarray(target.mean), jnp.asarray(target.cov)).items()})
+    row.update({k: float(v) for k, v in _moments(x, jnp.asarray(target.truth.mean), jnp.asarray(target.truth.cov)).items()})
     row["w2"] = metrics.w2(samples, np.asarray(reference, np.float64)[: len(samples)])
     row["energy"] = float(_energy(x, y))
     kernels = _kernels()
@@ -121,13 +121,13 @@ def quality_metrics(samples: np.ndarray, reference: np.ndarray, target, target_n
         row["mmd"] = math.sqrt(max(float(kernels.mmd(x, y)), 0.0))  # V-statistic, RBF, median bandwidth
         if target.nonsmooth is None and target.mirror is None:
             row["ksd"] = math.sqrt(max(float(kernels.ksd(x, target)), 0.0))  # V-statistic, IMQ c=1, beta=-1/2
-    if target.modes is not None:
+    if target.truth.modes is not None:
         row["mode_tv"], row["emc"], row["modes_visited"] = map(float, _mode_metrics(x, target))
     return row
 
 
 def exact_batch(target, key, n: int) -> np.ndarray:
-    return np.asarray(target.sample(key, n), np.float64)
+    return np.asarray(target.truth.sample(key, n), np.float64)
 
 
 def _keys(seed: int):
@@ -239,9 +239,9 @@ def run_one(
             warnings.simplefilter("ignore", UserWarning)
             kept = np.asarray(trace.positions)[:, burn_in:]
             row["ess_per_1k"] = 1000.0 * metrics.ess_per_grad(kept, trace.n_grad_total)
-    if "log_weight" in trace.stats and target.log_z is not None:
+    if "log_weight" in trace.stats and target.truth.log_z is not None:
         estimate = importance_log_z(np.asarray(trace.stats["log_weight"])[:, -1]).value
-        row["log_z_err"] = float(metrics.log_z_error(estimate, target.log_z))
+        row["log_z_err"] = float(metrics.log_z_error(estimate, target.truth.log_z))
     return row, final
 
 

@@ -124,11 +124,11 @@ def target_scales(target: Target, name: Optional[str] = None) -> tuple[float, fl
     name = name or target.name
     if name in SCALE_OVERRIDES:
         return SCALE_OVERRIDES[name][:2]
-    if target.cov is None:
+    if target.truth.cov is None:
         raise ValueError(f"target {name!r} has no known covariance to set step sizes from; add it to SCALE_OVERRIDES.")
-    eigenvalues = np.linalg.eigvalsh(target.cov)
+    eigenvalues = np.linalg.eigvalsh(target.truth.cov)
     s_loc, s_glob = float(np.sqrt(eigenvalues.min())), float(np.sqrt(eigenvalues.max()))
-    components = target.components
+    components = target.truth.components
     if components is not None:
         s_loc = min(s_loc, float(np.sqrt(min(np.linalg.eigvalsh(c).min() for c in components[2]))))
     return s_loc, s_glob

@@ -7,7 +7,7 @@ are jit-able and work on row blocks of ``block`` samples, so memory stays
 * :func:`moment_errors` — ``mean_err = max_i |mean_i - m_i| / s_i`` (in
   standard deviations of the target) and ``cov_err = ||C - Σ||_F / ||Σ||_F``.
 * :func:`mode_weights`, :func:`mode_weight_tv`, :func:`mode_coverage`,
-  :func:`modes_visited` — for targets with ``target.modes``
+  :func:`modes_visited` — for targets with ``target.truth.modes``
   (:class:`~stochflow.diagnostics.modes.Modes`): the share of samples per mode
   ``p̂``; its total-variation distance to the exact weights
   ``TV = ½ Σ_k |p̂_k - w_k|``; the entropic mode coverage
@@ -66,10 +66,11 @@ def _samples(samples: Any, name: str = "samples") -> Array:
 
 
 def _modes(modes_or_target: Any) -> Modes:
-    modes = getattr(modes_or_target, "modes", modes_or_target)
+    truth = getattr(modes_or_target, "truth", modes_or_target)
+    modes = getattr(truth, "modes", modes_or_target)
     if not isinstance(modes, Modes):
         raise TypeError(
-            "mode metrics need a diagnostics.modes.Modes or a target with a .modes attribute "
+            "mode metrics need a diagnostics.modes.Modes or a target whose truth has modes "
             f"(mixtures, many-well), got {type(modes_or_target).__name__}."
         )
     return modes

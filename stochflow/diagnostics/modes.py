@@ -3,7 +3,7 @@
 A :class:`Modes` is what mode-weight metrics need to know about a target:
 ``assign(samples (n, d)) -> (n,) int`` labels each sample with a mode in
 ``0 .. K-1`` and ``weights`` (K,) are the exact probabilities of the modes
-under the target. Targets with modes carry one as ``target.modes``.
+under the target. Targets with modes carry one as ``target.truth.modes``.
 """
 
 from __future__ import annotations

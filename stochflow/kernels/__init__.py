@@ -10,6 +10,6 @@
 * :mod:`.stein` -- radial kernels, blocked pairwise sums and the median heuristic.
 """
 
-from . import adaptation, checks, finite, integrators, langevin, metropolis, particles
+from . import adaptation, checks, finite, integrators, langevin, metropolis, particles, stein
 
-__all__ = ["adaptation", "checks", "finite", "integrators", "langevin", "metropolis", "particles"]
+__all__ = ["adaptation", "checks", "finite", "integrators", "langevin", "metropolis", "particles", "stein"]

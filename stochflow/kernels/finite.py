@@ -17,13 +17,28 @@ import jax.numpy as jnp
 Array = jax.Array
 State = TypeVar("State")
 
-__all__ = ["all_finite", "keep_if", "undo_if_nonfinite"]
+__all__ = ["all_finite", "finite_rows", "keep_if", "keep_rows", "undo_if_nonfinite"]
 
 
 def all_finite(*arrays: Any) -> Array:
     """True when every entry of every array (or pytree of arrays) is finite."""
     leaves = jax.tree_util.tree_leaves(arrays)
     return jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in leaves]))
+
+
+def finite_rows(*arrays: Any) -> Array:
+    """``(n,)``: whether row ``i`` (index ``i`` of the leading axis) of every array
+    (or pytree of arrays) is finite; for a particle set stepped as a whole."""
+    leaves = jax.tree_util.tree_leaves(arrays)
+    rows = [jnp.all(jnp.isfinite(leaf.reshape(leaf.shape[0], -1)), axis=1) for leaf in leaves]
+    return jnp.all(jnp.stack(rows), axis=0)
+
+
+def keep_rows(ok: Array, new: State, old: State) -> State:
+    """Row ``i`` of ``new`` where ``ok[i]``, else row ``i`` of ``old`` (leaf by leaf)."""
+    return jax.tree_util.tree_map(
+        lambda a, b: jnp.where(ok.reshape((-1,) + (1,) * (a.ndim - 1)), a, b), new, old
+    )
 
 
 def keep_if(condition: Array, new: State, old: State) -> State:

@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..target import Target
+from ..target import GroundTruth, Target
 
 __all__ = ["banana"]
 
@@ -41,7 +41,7 @@ def banana(dim: int = 2, curvature: float = 0.03) -> Target:
     variances = np.ones(dim)
     variances[0] = _X1_SD**2
     variances[1] = 1.0 + 2.0 * b**2 * _X1_SD**4
-    target = Target(logdensity, dim=dim, sample=sample, mean=np.zeros(dim), cov=np.diag(variances),
-                    name=f"banana-{dim}" if dim > 2 else "banana")
-    target.log_z = 0.0
-    return target
+    return Target(
+        logdensity, dim=dim, name=f"banana-{dim}" if dim > 2 else "banana",
+        truth=GroundTruth(sample=sample, mean=np.zeros(dim), cov=np.diag(variances), log_z=0.0),
+    )

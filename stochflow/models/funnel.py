@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..target import Target
+from ..target import GroundTruth, Target
 
 __all__ = ["funnel"]
 
@@ -39,7 +39,7 @@ def funnel(dim: int = 10) -> Target:
         return jnp.concatenate([x0, jnp.exp(0.5 * x0) * jax.random.normal(rest_key, (n, dim - 1))], axis=1)
 
     variances = np.array([_X0_SD**2] + [np.exp(0.5 * _X0_SD**2)] * (dim - 1))
-    target = Target(logdensity, dim=dim, sample=sample, mean=np.zeros(dim), cov=np.diag(variances),
-                    name=f"funnel-{dim}")
-    target.log_z = 0.0
-    return target
+    return Target(
+        logdensity, dim=dim, name=f"funnel-{dim}",
+        truth=GroundTruth(sample=sample, mean=np.zeros(dim), cov=np.diag(variances), log_z=0.0),
+    )

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import numpyro.distributions as dist
 
-from ..target import Target
+from ..target import GroundTruth, Target
 
 __all__ = ["gaussian", "anisotropic_gaussian"]
 
@@ -21,9 +21,7 @@ def gaussian(mean, cov, name: Optional[str] = None) -> Target:
     return Target(
         law.log_prob,
         dim=mean.shape[0],
-        sample=lambda key, n: law.sample(key, (n,)),
-        mean=mean,
-        cov=cov,
+        truth=GroundTruth(sample=lambda key, n: law.sample(key, (n,)), mean=mean, cov=cov),
         name=name or f"gaussian-{mean.shape[0]}d",
     )
 

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..diagnostics.modes import gaussian_component_modes
-from ..target import Target
+from ..target import GroundTruth, Target
 
 __all__ = ["gaussian_mixture", "llp_gmm", "ring_gmm", "grid_gmm", "mixture_hd"]
 
@@ -50,18 +50,15 @@ def gaussian_mixture(weights, means, covs, name: Optional[str] = None) -> Target
 
     mean = weights @ means
     second = np.einsum("k,kij->ij", weights, covs + np.einsum("ki,kj->kij", means, means))
-    target = Target(
-        logdensity,
-        dim=dim,
+    truth = GroundTruth(
         sample=sample,
         mean=mean,
         cov=second - np.outer(mean, mean),
-        name=name or f"gmm-{len(weights)}x{means.shape[1]}d",
+        log_z=0.0,
+        modes=gaussian_component_modes(weights, means, covs),
+        components=(weights, means, covs),
     )
-    target.components = (weights, means, covs)
-    target.modes = gaussian_component_modes(weights, means, covs)
-    target.log_z = 0.0
-    return target
+    return Target(logdensity, dim=dim, name=name or f"gmm-{len(weights)}x{means.shape[1]}d", truth=truth)
 
 
 # The 2-D mixture of Lau, Liu & Pock (2023), "Non-log-concave and nonsmooth

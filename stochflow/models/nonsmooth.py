@@ -37,7 +37,7 @@ import numpy as np
 from scipy import integrate
 
 from ..geometry import entropic_simplex, l1, log_barrier
-from ..target import Target
+from ..target import GroundTruth, Target
 from .mixtures import gaussian_mixture
 
 __all__ = [
@@ -130,8 +130,8 @@ def laplace(dim: int = 1, scale: float = 1.0) -> Target:
         return b * jax.random.laplace(key, (n, dim))
 
     return Target(
-        _zero, dim, nonsmooth=l1(1.0 / b), sample=sample, mean=np.zeros(dim),
-        cov=2 * b**2 * np.eye(dim), name=f"laplace-{dim}d",
+        _zero, dim, nonsmooth=l1(1.0 / b), name=f"laplace-{dim}d",
+        truth=GroundTruth(sample=sample, mean=np.zeros(dim), cov=2 * b**2 * np.eye(dim)),
     )
 
 
@@ -163,8 +163,8 @@ def laplace_gmm(n_components: int = 2, alpha: float = 0.15) -> Target:
         )
 
     return Target(
-        likelihood.logdensity, 2, nonsmooth=l1(alpha), sample=sample, mean=mean, cov=cov,
-        name=f"laplace-gmm{n_components}",
+        likelihood.logdensity, 2, nonsmooth=l1(alpha), name=f"laplace-gmm{n_components}",
+        truth=GroundTruth(sample=sample, mean=mean, cov=cov),
     )
 
 
@@ -207,7 +207,9 @@ def laplace_mixture(n_components: int = 5, alpha: float = 0.5, smoothing: Option
     mean = weights @ means
     second = (2 / alpha**2) * np.eye(2) + np.einsum("k,ki,kj->ij", weights, means, means)
     name = f"laplace-mixture{n_components}" + ("" if lam is None else f"-smoothed{lam:g}")
-    return Target(logdensity, 2, sample=sample, mean=mean, cov=second - np.outer(mean, mean), name=name)
+    return Target(
+        logdensity, 2, name=name, truth=GroundTruth(sample=sample, mean=mean, cov=second - np.outer(mean, mean))
+    )
 
 
 # ---------------------------------------------------------- Bayesian lasso
@@ -259,7 +261,10 @@ def bayesian_lasso(dim: int = 2, num_observations: int = 20, alpha: float = 2.0,
             return -0.5 * quadratic / sigma**2 - alpha * np.abs(points).sum(-1)
 
         mean, cov = _grid_moments(log_posterior_np, beta_hat - spread, beta_hat + spread, points=1201 if dim == 2 else 20001)
-    return Target(logdensity, dim, nonsmooth=l1(alpha), sample=sample, mean=mean, cov=cov, name=f"bayesian-lasso-{dim}d")
+    return Target(
+        logdensity, dim, nonsmooth=l1(alpha), name=f"bayesian-lasso-{dim}d",
+        truth=GroundTruth(sample=sample, mean=mean, cov=cov),
+    )
 
 
 # -------------------------------------------------------- truncated Laplace
@@ -321,7 +326,7 @@ def truncated_laplace(lower: Any = -1.0, upper: Any = 2.0, scale: float = 1.0, d
 
     return Target(
         _zero, dim, nonsmooth=l1(1.0 / b), mirror=log_barrier(low, high), support=support,
-        sample=sample, mean=mean, cov=np.diag(var), name=f"truncated-laplace-{dim}d",
+        name=f"truncated-laplace-{dim}d", truth=GroundTruth(sample=sample, mean=mean, cov=np.diag(var)),
     )
 
 
@@ -394,5 +399,6 @@ def dirichlet(alpha: Any = (2.0, 3.0, 4.0), tilt: float = 0.0) -> Target:
 
     return Target(
         logdensity, dim, nonsmooth=l1(tilt) if tilt > 0 else None, mirror=entropic_simplex(), support=support,
-        sample=sample, mean=mean, cov=cov, name=f"dirichlet-{a.size}" + (f"-tilt{tilt:g}" if tilt else ""),
+        name=f"dirichlet-{a.size}" + (f"-tilt{tilt:g}" if tilt else ""),
+        truth=GroundTruth(sample=sample, mean=mean, cov=cov),
     )

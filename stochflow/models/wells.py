@@ -39,7 +39,7 @@ import numpy as np
 from math import comb
 
 from ..diagnostics.modes import Modes
-from ..target import Target
+from ..target import GroundTruth, Target
 
 Array = jax.Array
 
@@ -139,17 +139,19 @@ def many_well(dim: int = 32) -> Target:
     def count_deep(samples: Array) -> Array:
         return jnp.sum(jnp.asarray(samples).reshape(samples.shape[0], num_pairs, 2)[..., 0] > 0, axis=-1)
 
-    target = Target(
-        lambda x: -double_well_energy(x),
-        dim=dim,
+    truth = GroundTruth(
         sample=lambda key, n: _sample_pairs(key, n, num_pairs),
         mean=mean,
         cov=cov,
-        name="double-well" if dim == 2 else f"many-well-{dim}",
+        log_z=num_pairs * (_Q["log_z1"] + 0.5 * np.log(2 * np.pi)),
+        modes=Modes(count_deep, binomial, f"number of the {num_pairs} pairs in their deep well (x > 0)"),
     )
-    target.log_z = num_pairs * (_Q["log_z1"] + 0.5 * np.log(2 * np.pi))
-    target.modes = Modes(count_deep, binomial, f"number of the {num_pairs} pairs in their deep well (x > 0)")
-    return target
+    return Target(
+        lambda x: -double_well_energy(x),
+        dim=dim,
+        name="double-well" if dim == 2 else f"many-well-{dim}",
+        truth=truth,
+    )
 
 
 def double_well() -> Target:

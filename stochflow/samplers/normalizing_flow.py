@@ -44,6 +44,7 @@ from ..flows.flow import StochasticFlow, build_flow
 from ..flows.layers import MALA, Langevin, Metropolis, RealNVP, spec_from_dict
 from ..target import Target
 from ..kernels.checks import check_int, check_key, check_positions, check_positive
+from ..kernels.finite import all_finite, finite_rows, keep_if
 from ..kernels.particles import ALL_PARTICLES, ParticleAxis
 from .base import Sampler
 
@@ -94,7 +95,7 @@ def _draw(flow: StochasticFlow, target: Target, key: Array, num: int) -> tuple[S
     position, log_weight, logdensity = jax.vmap(flow.sample_one, in_axes=(0, None))(
         jax.random.split(key, num), target
     )
-    finite = jnp.all(jnp.isfinite(position), axis=-1) & jnp.isfinite(log_weight) & jnp.isfinite(logdensity)
+    finite = finite_rows(position, log_weight, logdensity)
     # A path that met a non-finite value gets weight zero and is flagged.
     log_weight = jnp.where(finite, log_weight, -jnp.inf)
     n_grad = jnp.full((num,), flow.target_evaluations, jnp.int32)
@@ -233,12 +234,10 @@ def _make_trainer(static, target, optimizer, batch_size, schedule, chunk):
         (loss, (kl, nll)), grads = grad_fn(params, static, target, jax.random.fold_in(key, index), data, batch_size, beta)
         updates, new_opt_state = optimizer.update(grads, opt_state, params)
         new_params = optax.apply_updates(params, updates)
-        finite = jnp.isfinite(loss) & jnp.all(
-            jnp.stack([jnp.all(jnp.isfinite(g)) for g in jax.tree_util.tree_leaves(grads)])
-        )
+        finite = all_finite(loss, grads)
         # A non-finite loss or gradient skips the update (counted and reported).
-        keep = lambda new, old: jax.tree_util.tree_map(lambda a, b: jnp.where(finite, a, b), new, old)
-        carry = (keep(new_params, params), keep(new_opt_state, opt_state), key, data)
+        params, opt_state = keep_if(finite, (new_params, new_opt_state), (params, opt_state))
+        carry = (params, opt_state, key, data)
         return carry, jnp.stack([loss, kl, nll, (~finite).astype(loss.dtype)])
 
     @jax.jit

@@ -48,7 +48,7 @@ The default optimiser of both is RMSProp (decay 0.9, epsilon 1e-7 outside the sq
 Kernels and bandwidth
 ---------------------
 ``kernel="rbf"``: :math:`k = \exp(-\|x-y\|^2 / (2h^2))`; ``kernel="imq"``:
-:math:`k = (1 + \|x-y\|^2/h^2)^{-1/2}` (the radial kernels of :mod:`stochflow.diagnostics.kernels`).
+:math:`k = (1 + \|x-y\|^2/h^2)^{-1/2}` (the radial kernels of :mod:`stochflow.kernels.stein`).
 ``bandwidth=None`` (default) recomputes :math:`h` from the particles at every step (median
 heuristic, ``med`` = median distance between distinct particles, exact up to 1,000 particles and
 taken on 1,000 evenly spaced particles above that):
@@ -93,7 +93,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from ..diagnostics.kernels import (
+from ..kernels.stein import (
     KERNELS,
     KernelParams,
     default_block_size,
@@ -104,6 +104,7 @@ from ..diagnostics.kernels import (
 )
 from ..geometry.mirrors import resolve_mirror
 from ..kernels.checks import check_in_domain, check_positions, check_positive
+from ..kernels.finite import finite_rows, keep_rows
 from ..kernels.particles import ALL_PARTICLES, ParticleAxis, all_particles, map_particles, map_rows
 from ..target import Target, check_mirror
 from .base import Sampler
@@ -416,18 +417,6 @@ def _logdensity_and_grad(target: Target, positions: Array, axis: ParticleAxis = 
     return map_particles(target.logdensity_and_grad, positions, axis=axis)
 
 
-def _finite_rows(*arrays: Array) -> Array:
-    ok = None
-    for array in arrays:
-        row = jnp.all(jnp.isfinite(array.reshape(array.shape[0], -1)), axis=1)
-        ok = row if ok is None else ok & row
-    return ok
-
-
-def _keep(ok: Array, new: Array, old: Array) -> Array:
-    return jnp.where(ok.reshape((-1,) + (1,) * (new.ndim - 1)), new, old)
-
-
 def _info(logdensity: Array, ok: Array, h: Array) -> SteinInfo:
     n = logdensity.shape[0]
     return SteinInfo(
@@ -492,13 +481,11 @@ def svgd(
         updates, opt_state = _optimizer_step(opt, phi, state.opt_state, state.position, axis)
         proposal = optax.apply_updates(state.position, updates)
         logdensity, grad = _logdensity_and_grad(target, proposal, axis)
-        ok = _finite_rows(proposal, grad) & jnp.isfinite(logdensity)
-        new = SteinState(
-            position=_keep(ok, proposal, state.position),
-            logdensity=_keep(ok, logdensity, state.logdensity),
-            logdensity_grad=_keep(ok, grad, state.logdensity_grad),
-            opt_state=opt_state,
+        ok = finite_rows(proposal, grad, logdensity)
+        position, logdensity, grad = keep_rows(
+            ok, (proposal, logdensity, grad), (state.position, state.logdensity, state.logdensity_grad)
         )
+        new = SteinState(position=position, logdensity=logdensity, logdensity_grad=grad, opt_state=opt_state)
         return new, _info(new.logdensity, ok, h)
 
     params = {"kernel": kernel, "bandwidth": fixed_h, "block_size": block_size, **opt.recorded}
@@ -546,13 +533,13 @@ def _mirrored_sampler(
         dual = optax.apply_updates(state.dual, updates)
         proposal = jax.vmap(mirror_map.grad_conj)(dual)
         logdensity, grad = _logdensity_and_grad(target, proposal, axis)
-        ok = _finite_rows(dual, proposal, grad) & jnp.isfinite(logdensity)
+        ok = finite_rows(dual, proposal, grad, logdensity)
+        position, dual, logdensity, grad = keep_rows(
+            ok, (proposal, dual, logdensity, grad),
+            (state.position, state.dual, state.logdensity, state.logdensity_grad),
+        )
         new = MirrorSteinState(
-            position=_keep(ok, proposal, state.position),
-            dual=_keep(ok, dual, state.dual),
-            logdensity=_keep(ok, logdensity, state.logdensity),
-            logdensity_grad=_keep(ok, grad, state.logdensity_grad),
-            opt_state=opt_state,
+            position=position, dual=dual, logdensity=logdensity, logdensity_grad=grad, opt_state=opt_state
         )
         return new, _info(new.logdensity, ok, h)
 
