@@ -61,10 +61,12 @@ msvgd, svmd             step 0.1 (the Stein engineer's sparse-Dirichlet setting,
                         svmd eigen_threshold 0.998 as there.
 ======================  ===========================================================
 
-Which targets a sampler applies to (``applies``): the Langevin/HMC family,
-rdMC and SNF need a smooth log-density on R^d (no ``nonsmooth`` term, no
-mirror domain); MYULA/MYMALA need a nonsmooth term on R^d; MLA a smooth target
-on a mirror domain (as MSVGD and SVMD); BMUMLA/BMMLA a nonsmooth term on a mirror domain.
+Which targets a sampler applies to (``applies``) is read from what the sampler
+declares (``Sampler.requires``, see :func:`fits`): a target has a nonsmooth term
+iff the sampler requires one and a mirror domain iff it requires one. So the
+Langevin/HMC family, rdMC and SNF get smooth targets on R^d; MYULA/MYMALA
+nonsmooth terms on R^d; MLA, MSVGD and SVMD smooth targets on a mirror domain;
+BMUMLA/BMMLA nonsmooth terms on a mirror domain.
 """
 
 from __future__ import annotations
@@ -76,7 +78,7 @@ import numpy as np
 
 import stochflow
 
-from ..samplers.base import Sampler
+from ..samplers.base import Requirements, Sampler
 from ..target import Target
 
 __all__ = ["SamplerSpec", "Plan", "SAMPLER_TABLE", "SAMPLERS", "SCALE_OVERRIDES", "target_scales", "start_positions"]
@@ -151,20 +153,23 @@ def start_positions(target_name: str, target: Target, key, num_particles: int):
 
 
 # -- applicability -------------------------------------------------------------
-def smooth(target: Target) -> bool:
-    return target.nonsmooth is None and target.mirror is None
+def fits(requires: Requirements, target: Target) -> bool:
+    """A sampler applies to a target whose structure is exactly what it declares it needs:
+    a nonsmooth term iff it requires one, a mirror domain iff it requires one (a chain on
+    R^d would leave a mirror domain; a smooth-target method would ignore a nonsmooth term)."""
+    return (requires.nonsmooth == (target.nonsmooth is not None)
+            and requires.mirror == (target.mirror is not None))
 
 
-def nonsmooth_on_rd(target: Target) -> bool:
-    return target.nonsmooth is not None and target.mirror is None
+def _declared(requires: Requirements) -> Callable[[Target], bool]:
+    """``applies`` from what a sampler declares it requires (``Sampler.requires``)."""
 
+    def applies(target: Target) -> bool:
+        return fits(requires, target)
 
-def smooth_on_mirror(target: Target) -> bool:
-    return target.nonsmooth is None and target.mirror is not None
-
-
-def nonsmooth_on_mirror(target: Target) -> bool:
-    return target.nonsmooth is not None and target.mirror is not None
+    applies.__name__ = (f"{'nonsmooth' if requires.nonsmooth else 'smooth'} on "
+                        f"{'a mirror domain' if requires.mirror else 'R^d'}")
+    return applies
 
 
 # -- builders ------------------------------------------------------------------
@@ -269,26 +274,27 @@ def _svmd(target, scales, budget):
 
 
 _ROWS = [
-    SamplerSpec("ula", "ula", _ula, smooth, rule="h = 0.1 s_loc^2"),
-    SamplerSpec("mala", "mala", _mala, smooth, rule="h0 = s_loc^2, adapted to acc. 0.574"),
-    SamplerSpec("underdamped-baoab", "underdamped", _underdamped("baoab"), smooth, rule="h = 0.5 s_loc, friction 1/s_glob"),
-    SamplerSpec("underdamped-obabo", "underdamped", _underdamped("obabo"), smooth, rule="h = 0.5 s_loc, friction 1/s_glob"),
-    SamplerSpec("underdamped-ubu", "underdamped", _underdamped("ubu"), smooth, rule="h = 0.5 s_loc, friction 1/s_glob"),
-    SamplerSpec("blackjax-nuts", "from_blackjax", _nuts, smooth, kind="nuts",
+    SamplerSpec("ula", "ula", _ula, _declared(stochflow.ula(1.0).requires), rule="h = 0.1 s_loc^2"),
+    SamplerSpec("mala", "mala", _mala, _declared(stochflow.mala(1.0).requires), rule="h0 = s_loc^2, adapted to acc. 0.574"),
+    SamplerSpec("underdamped-baoab", "underdamped", _underdamped("baoab"), _declared(stochflow.underdamped(1.0).requires), rule="h = 0.5 s_loc, friction 1/s_glob"),
+    SamplerSpec("underdamped-obabo", "underdamped", _underdamped("obabo"), _declared(stochflow.underdamped(1.0, scheme="obabo").requires), rule="h = 0.5 s_loc, friction 1/s_glob"),
+    SamplerSpec("underdamped-ubu", "underdamped", _underdamped("ubu"), _declared(stochflow.underdamped(1.0, scheme="ubu").requires), rule="h = 0.5 s_loc, friction 1/s_glob"),
+    SamplerSpec("blackjax-nuts", "from_blackjax", _nuts, _declared(stochflow.from_blackjax("nuts", step_size=1.0).requires), kind="nuts",
                 rule="h0 = s_loc, adapted to acc. 0.8, depth <= 7"),
-    SamplerSpec("blackjax-hmc", "from_blackjax", _hmc, smooth, rule="h0 = s_loc (acc. 0.8), L = clip(s_glob/s_loc, 4, 32)"),
-    SamplerSpec("blackjax-mclmc", "from_blackjax", _mclmc, smooth, grads_per_step=2,
+    SamplerSpec("blackjax-hmc", "from_blackjax", _hmc, _declared(stochflow.from_blackjax("hmc", step_size=1.0, num_integration_steps=1).requires), rule="h0 = s_loc (acc. 0.8), L = clip(s_glob/s_loc, 4, 32)"),
+    SamplerSpec("blackjax-mclmc", "from_blackjax", _mclmc, _declared(stochflow.from_blackjax("mclmc", step_size=1.0, L=1.0).requires), grads_per_step=2,
                 rule="L = sqrt(d) s_glob, h = 0.25 sqrt(d) s_loc"),
-    SamplerSpec("rdmc", "rdmc", _rdmc, smooth, kind="transport", rule="K = 10/20, 8 inner chains, budget-fitted inner steps, L = 1/s_loc^2"),
-    SamplerSpec("snf", "fit_snf", _snf, smooth, kind="flow", rule="small RealNVP+Metropolis, budget-fitted training"),
-    SamplerSpec("svgd", "svgd", _svgd, smooth, kind="particles", rule="step 0.1 s_loc (AdaGrad), RBF, median bandwidth"),
-    SamplerSpec("msvgd", "msvgd", _msvgd, smooth_on_mirror, kind="particles", rule="step 0.1, IMQ, RMSProp"),
-    SamplerSpec("svmd", "svmd", _svmd, smooth_on_mirror, kind="particles", rule="step 0.1, IMQ, RMSProp, eig. 0.998"),
-    SamplerSpec("myula", "myula", _myula, nonsmooth_on_rd, rule="h = 0.1 s_loc^2, lambda = h"),
-    SamplerSpec("mymala", "mymala", _mymala, nonsmooth_on_rd, rule="h = s_loc^2, lambda = h"),
-    SamplerSpec("mla", "mla", _mla, smooth_on_mirror, rule="h = 0.1 s_loc^2"),
-    SamplerSpec("bmumla", "bmumla", _bmumla, nonsmooth_on_mirror, rule="h = 0.04 s_loc^2, lambda = h"),
-    SamplerSpec("bmmla", "bmmla", _bmmla, nonsmooth_on_mirror, rule="h = 0.04 s_loc^2, lambda = h, 10 sub-steps"),
+    SamplerSpec("rdmc", "rdmc", _rdmc, _declared(stochflow.rdmc().requires), kind="transport", rule="K = 10/20, 8 inner chains, budget-fitted inner steps, L = 1/s_loc^2"),
+    # sf.snf(flow) declares no requirement (its flow is fitted per target): smooth targets on R^d.
+    SamplerSpec("snf", "fit_snf", _snf, _declared(Requirements()), kind="flow", rule="small RealNVP+Metropolis, budget-fitted training"),
+    SamplerSpec("svgd", "svgd", _svgd, _declared(stochflow.svgd(1.0).requires), kind="particles", rule="step 0.1 s_loc (AdaGrad), RBF, median bandwidth"),
+    SamplerSpec("msvgd", "msvgd", _msvgd, _declared(stochflow.msvgd(1.0).requires), kind="particles", rule="step 0.1, IMQ, RMSProp"),
+    SamplerSpec("svmd", "svmd", _svmd, _declared(stochflow.svmd(1.0).requires), kind="particles", rule="step 0.1, IMQ, RMSProp, eig. 0.998"),
+    SamplerSpec("myula", "myula", _myula, _declared(stochflow.myula(1.0, 1.0).requires), rule="h = 0.1 s_loc^2, lambda = h"),
+    SamplerSpec("mymala", "mymala", _mymala, _declared(stochflow.mymala(1.0, 1.0).requires), rule="h = s_loc^2, lambda = h"),
+    SamplerSpec("mla", "mla", _mla, _declared(stochflow.mla(1.0).requires), rule="h = 0.1 s_loc^2"),
+    SamplerSpec("bmumla", "bmumla", _bmumla, _declared(stochflow.bmumla(1.0, 1.0).requires), rule="h = 0.04 s_loc^2, lambda = h"),
+    SamplerSpec("bmmla", "bmmla", _bmmla, _declared(stochflow.bmmla(1.0, 1.0).requires), rule="h = 0.04 s_loc^2, lambda = h, 10 sub-steps"),
 ]
 
 SAMPLER_TABLE: list[SamplerSpec] = [row for row in _ROWS if hasattr(stochflow, row.factory)]

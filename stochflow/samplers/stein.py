@@ -107,7 +107,7 @@ from ..kernels.checks import check_in_domain, check_positions, check_positive
 from ..kernels.finite import finite_rows, keep_rows
 from ..kernels.particles import ALL_PARTICLES, ParticleAxis, all_particles, map_particles, map_rows
 from ..target import Target, check_mirror
-from .base import Sampler
+from .base import Requirements, Sampler
 
 Array = jax.Array
 
@@ -545,7 +545,8 @@ def _mirrored_sampler(
 
     params = {"kernel": kernel, "bandwidth": fixed_h, "mirror": None if mirror is None else mirror.name, **extra,
               **opt.recorded}
-    return Sampler(init=init, step=step, name=name, params=params)
+    return Sampler(init=init, step=step, name=name, params=params,
+                   requires=Requirements(smooth=True, mirror=mirror is None))
 
 
 def msvgd(
