@@ -20,6 +20,14 @@ steps; a table per target gives gradient evaluations per second
 
 Run: ``python benchmarks/overhead.py`` (``--steps 5000 --repeats 5`` by default;
 ``--obs N`` sets the logistic target's observations, ``--only-logistic`` skips the Gaussian).
+
+``--reuse`` instead times what a user pays per new sampler, wall clock including
+compilation, on a 400-observation logistic target (64 chains, ``--steps`` steps,
+the issue's setting with ``--steps 3000``): the first ``sf.sample`` of MALA on a
+fresh target, the same sampler again (compiled), a MALA with a new step size
+(no new compilation: its step size is state), and BlackJAX's first call of the
+same MALA loop (a jitted scan of vmapped ``blackjax.mala`` steps recording
+the log-density, built afresh).
 """
 
 from __future__ import annotations
@@ -142,7 +150,11 @@ def main() -> None:
     parser.add_argument("--obs", type=int, default=2_000,
                         help="observations of the logistic target (more: the gradient dominates more)")
     parser.add_argument("--only-logistic", action="store_true", help="skip the Gaussian target")
+    parser.add_argument("--reuse", action="store_true", help="time first calls, compiled runs and a new step size")
     args = parser.parse_args()
+    if args.reuse:
+        reuse(args.steps, args.repeats)
+        return
 
     targets = [(logistic_target(args.obs), 0.005)]
     if not args.only_logistic:
@@ -183,6 +195,44 @@ def compare(target: sf.Target, step: float, steps: int, repeats: int) -> None:
         print(f"  {name}: {results[name] / noisy:.2f}")
     print(f"stochflow mala kernel / blackjax mala: "
           f"{results['stochflow mala kernel'] / results['blackjax mala']:.2f}")
+
+
+def wall(fn) -> float:
+    start = time.perf_counter()
+    jax.block_until_ready(fn())
+    return time.perf_counter() - start
+
+
+def reuse(steps: int, repeats: int, step: float = 0.005) -> None:
+    """Wall-clock seconds of first calls, compiled reruns and a new step size, side by side."""
+    x0 = 0.1 * jax.random.normal(jax.random.key(0), (PARTICLES, DIM))
+    rows: dict[str, list[float]] = {}
+    for _ in range(repeats):
+        target = logistic_target(400)  # a fresh Target: nothing compiled for it yet
+
+        def run(sampler):
+            return lambda: sf.sample(sampler, target, jax.random.key(1), init=x0, num_steps=steps,
+                                     progress=False).positions
+
+        measured = {
+            "stochflow mala sample(): first call": wall(run(sf.mala(step, adapt_step_size=False))),
+            "stochflow mala sample(): compiled": wall(run(sf.mala(step, adapt_step_size=False))),
+            "stochflow mala sample(): new step size": wall(run(sf.mala(1.1 * step, adapt_step_size=False))),
+            "blackjax mala loop: first call": wall(blackjax_mala(target, x0, steps, step)),
+        }
+        for name, seconds in measured.items():
+            rows.setdefault(name, []).append(seconds)
+    best = {name: min(values) for name, values in rows.items()}
+    compiled = best["stochflow mala sample(): compiled"]
+    print(f"\n# re-use: logistic-400x{DIM}, {PARTICLES} chains, {steps} steps, best of {repeats}; "
+          f"jax {jax.__version__}, {platform.machine()}\n")
+    print("| run | seconds | ratio to the compiled run |")
+    print("|---|---|---|")
+    for name, seconds in best.items():
+        print(f"| {name} | {seconds:.2f} | {seconds / compiled:.2f} |")
+    print(f"\nnew step size / compiled run: {best['stochflow mala sample(): new step size'] / compiled:.2f} (goal <= 1.1)")
+    print(f"stochflow first call / blackjax first call: "
+          f"{best['stochflow mala sample(): first call'] / best['blackjax mala loop: first call']:.2f} (goal <= 0.8)")
 
 
 if __name__ == "__main__":
