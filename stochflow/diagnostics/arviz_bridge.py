@@ -204,12 +204,17 @@ def summary(data: Any, **kwargs: Any):
     return az.summary(_as_arviz(data), **kwargs)
 
 
-def ess(draws: np.ndarray, method: str = "bulk") -> np.ndarray:
-    """ArviZ effective sample size of ``draws`` shaped ``(chain, draw, ...)``, per trailing entry."""
+def ess(draws: np.ndarray, method: str = "bulk", prob: Any = None) -> np.ndarray:
+    """ArviZ effective sample size of ``draws`` shaped ``(chain, draw, ...)``, per trailing entry.
+
+    ``method="tail"`` is the smaller ESS of the 5% and 95% quantiles (both lines'
+    default; ArviZ 1.x's array functions need it spelled out)."""
     draws = np.asarray(draws)
     if ARVIZ_MAJOR >= 1:
-        return np.asarray(az.ess(draws, method=method, chain_axis=0, draw_axis=1))
-    return np.asarray(az.ess(az.convert_to_dataset(draws), method=method)["x"])
+        if method == "tail" and prob is None:
+            prob = (0.05, 0.95)
+        return np.asarray(az.ess(draws, method=method, prob=prob, chain_axis=0, draw_axis=1))
+    return np.asarray(az.ess(az.convert_to_dataset(draws), method=method, prob=prob)["x"])
 
 
 def rhat(draws: np.ndarray, method: str = "rank") -> np.ndarray:
