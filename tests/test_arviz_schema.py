@@ -120,8 +120,8 @@ def test_summary_has_the_common_columns_and_a_94_percent_hdi():
     low, high = [c for c in summary.columns if c.startswith("hdi")]
     assert (low, high) in {("hdi_3%", "hdi_97%"), ("hdi94_lb", "hdi94_ub")}
     draws = fixed_draws()
-    np.testing.assert_allclose(summary["ess_bulk"], arviz_bridge.ess(draws), rtol=1e-12)
-    np.testing.assert_allclose(summary["r_hat"], arviz_bridge.rhat(draws), rtol=1e-12)
+    np.testing.assert_allclose(summary["ess_bulk"], sf.diagnostics.ess(draws), rtol=1e-12)
+    np.testing.assert_allclose(summary["r_hat"], sf.diagnostics.rhat(draws), rtol=1e-12)
     np.testing.assert_allclose(summary["mean"], draws.mean(axis=(0, 1)), rtol=1e-12)
 
 
