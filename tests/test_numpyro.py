@@ -185,3 +185,37 @@ def test_potential_fn_route():
     for statistic, truth in ((a, 0.0), (a**2, 1.0)):
         se = statistic.std(0) / np.sqrt(sf.diagnostics.ess(statistic[None]))
         assert np.all(np.abs(statistic.mean(0) - truth) < 5 * se)
+
+
+# A fresh interpreter per import order: in this pytest process NumPyro is already loaded.
+IMPORT_ORDERS = {
+    "stochflow first": "import stochflow as sf\nimport numpyro, numpyro.distributions as dist\n",
+    "arviz first": "import arviz\nimport stochflow as sf\nimport numpyro, numpyro.distributions as dist\n",
+}
+CONSTRAINED_MODEL = """
+import jax, jax.numpy as jnp
+
+def model():
+    numpyro.sample("tau", dist.HalfCauchy(5.0))  # positive: a log-Jacobian numpyro.factor
+
+target = sf.from_numpyro(model)
+print(float(jax.grad(target.logdensity)(jnp.zeros(target.dim))[0]))
+"""
+
+
+@pytest.mark.parametrize("order", IMPORT_ORDERS)
+def test_models_with_constrained_sites_after_any_import_order(order):
+    # ArviZ 1.x registers numpyro lazily; a first `import numpyro.distributions` then loaded
+    # that package twice, and numpyro.factor raised "module 'numpyro.distributions' has no
+    # attribute 'distribution'" (stochflow/diagnostics/arviz_bridge.py: _load_lazy_numpyro).
+    import os
+    import subprocess
+    import sys
+
+    root = pathlib.Path(__file__).parent.parent
+    done = subprocess.run([sys.executable, "-c", IMPORT_ORDERS[order] + CONSTRAINED_MODEL],
+                          env=dict(os.environ, PYTHONPATH=str(root), JAX_PLATFORMS="cpu"),
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    # d/du log p at u = log tau = 0 of HalfCauchy(5) with the Jacobian e^u: 1 - 2/(1 + 25) = 12/13.
+    assert abs(float(done.stdout.strip()) - 12 / 13) < 1e-6
