@@ -262,8 +262,18 @@ class Target:
         self.truth = _check_truth(truth, self.dim)
 
     def logdensity_and_grad(self, position: Array) -> tuple[Array, Array]:
-        """``(log p(x), grad log p(x))`` of the smooth part, in one pass."""
-        return jax.value_and_grad(self.logdensity)(position)
+        """``(log p(x), grad log p(x))`` of the smooth part, in one pass.
+
+        ``position`` goes through an optimisation barrier first, so the density is
+        evaluated at the position as it was rounded and stored: otherwise XLA may fuse
+        the step's position update into the density's first operations and compute it
+        a second time there, with another set of multiply-adds contracted into FMA
+        instructions. The two copies then differ in their last bits, the recorded
+        log-density is not quite that of the recorded position, and (jax 0.12 on
+        XLA:CPU) whether XLA duplicates depends on the enclosing program: it broke
+        the bit-identity of ``reproducible=True`` runs across device counts (OBABO
+        draws, UBU log-densities) until this barrier."""
+        return jax.value_and_grad(self.logdensity)(jax.lax.optimization_barrier(position))
 
     def __repr__(self) -> str:
         extras = [k for k in ("nonsmooth", "mirror") if getattr(self, k) is not None]

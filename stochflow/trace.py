@@ -105,7 +105,8 @@ class Trace:
         return int(np.sum(self.stats["n_grad"])) + int(warmup_cost)
 
     def to_arviz(self, var_name: str = "x") -> Any:
-        """An ArviZ ``InferenceData``: ``posterior`` with dims (chain, draw, dim),
+        """What the installed ArviZ works on (``arviz.InferenceData`` on ArviZ 0.2x, an
+        ``xarray.DataTree`` on 1.x, the same groups and dims): ``posterior`` with dims (chain, draw, dim),
         ``sample_stats`` under ArviZ's names (``lp``, ``acceptance_rate``,
         ``diverging``, ``step_size``, plus ``n_grad``).
 

@@ -5,7 +5,8 @@ results to the ``.npz`` file OUT (``OUT.pid`` for process PROCESS_ID):
 
 * ``layouts``: ULA, MALA (warmup adaptation), underdamped BAOAB, OBABO and UBU, SVGD, each
   run with ``devices=None``, ``devices=<2 devices>`` and ``devices="all"`` (8), each
-  also with ``reproducible=True`` on one device and on 8, plus
+  also with ``reproducible=True`` on one device and on 8, ULA and the underdamped
+  schemes once more with another key (a wrong run, for the rounding bounds), plus
   a sharded run streamed to a store, and the refusals of bad ``devices``;
 * ``distributed``: one of two processes joined by ``jax.distributed.initialize``
   on 127.0.0.1:PORT (gloo CPU collectives), 2 devices each; runs MALA (with
@@ -119,6 +120,10 @@ def layouts(store: str) -> dict[str, np.ndarray]:
             trace = sf.sample(sampler, TARGET, KEY, 16, 40, warmup=warmup, chunk_size=15,
                               progress=False, devices=devices)
             out.update(fields(f"{name}/{layout}", trace))
+    # Another key on one device: what a wrong run looks like, against the rounding bounds.
+    for name in ("ula", "underdamped_baoab", "underdamped_obabo"):
+        trace = sf.sample(samplers[name][0], TARGET, jax.random.key(1), 16, 40, chunk_size=15, progress=False)
+        out.update(fields(f"{name}/other_key", trace))
     # reproducible=True: each particle's step compiled on its own, on one device and on 8.
     for name, (sampler, warmup) in samplers.items():
         for layout in ("one", "all"):

@@ -3,7 +3,6 @@
 import json
 import pathlib
 
-import arviz as az
 import jax
 import numpy as np
 import numpyro
@@ -13,6 +12,7 @@ from numpyro.infer import MCMC
 from scipy import integrate, stats
 
 import stochflow as sf
+from stochflow.diagnostics import arviz_bridge
 from models_numpyro import (
     EIGHT_SCHOOLS_SIGMA,
     EIGHT_SCHOOLS_Y,
@@ -51,7 +51,7 @@ def test_eight_schools_through_target(name):
     idata = trace.to_arviz()
     assert set(idata.posterior.data_vars) == {"mu", "tau", "eta", "theta"}
     assert idata.posterior["theta"].shape == (16, 3_000, 8)
-    summary = az.summary(idata, var_names=["mu", "tau", "theta"], round_to="none")
+    summary = arviz_bridge.summary(idata, var_names=["mu", "tau", "theta"], round_to="none")
     assert summary["ess_bulk"].min() > 300
     assert_agrees_with_reference(summary, REFERENCES["eight_schools"], EIGHT_SCHOOLS_NAMES)
 
@@ -68,9 +68,9 @@ def test_eight_schools_through_mcmc_kernel(name):
     extra = mcmc.get_extra_fields(group_by_chain=True)
     assert set(extra) >= {"accept_prob", "diverging", "n_grad", "potential_energy"}
     assert np.all(extra["n_grad"] == 1)
-    idata = az.from_numpyro(mcmc)
+    idata = arviz_bridge.from_numpyro(mcmc)
     assert {"lp", "diverging", "acceptance_rate"} <= set(idata.sample_stats.data_vars)
-    summary = az.summary(idata, var_names=["mu", "tau", "theta"], round_to="none")
+    summary = arviz_bridge.summary(idata, var_names=["mu", "tau", "theta"], round_to="none")
     assert summary["ess_bulk"].min() > 300
     assert_agrees_with_reference(summary, REFERENCES["eight_schools"], EIGHT_SCHOOLS_NAMES)
 
@@ -123,7 +123,7 @@ def test_constrained_sites_stay_in_support_and_match_the_conjugate_posterior():
     assert np.all((draws["theta"] > 0) & (draws["theta"] < 1))
     assert np.all(draws["p"] > 0) and np.allclose(draws["p"].sum(-1), 1.0, atol=1e-5)
     assert np.all(draws["sigma"] > 0)
-    summary = az.summary(trace.to_arviz(), round_to="none")
+    summary = arviz_bridge.summary(trace.to_arviz(), round_to="none")
     exact = {"theta": 8 / 22, "p[0]": 6 / 36, "p[1]": 12 / 36, "p[2]": 18 / 36,
              "sigma": sigma_posterior_mean()}
     for name, mean in exact.items():
@@ -136,7 +136,7 @@ def test_logistic_regression_matches_nuts():
     target = sf.from_numpyro(logistic_regression, features, labels)
     trace = sf.sample(sf.mala(0.05), target, jax.random.key(5), num_particles=16, num_steps=4_000,
                       warmup=1_000, thin=2, progress=False)
-    summary = az.summary(trace.to_arviz(), round_to="none")
+    summary = arviz_bridge.summary(trace.to_arviz(), round_to="none")
     names = ["bias", "weights[0]", "weights[1]", "weights[2]"]
     assert_agrees_with_reference(summary, REFERENCES["logistic_regression"], names, columns=("mean",))
 
@@ -185,3 +185,37 @@ def test_potential_fn_route():
     for statistic, truth in ((a, 0.0), (a**2, 1.0)):
         se = statistic.std(0) / np.sqrt(sf.diagnostics.ess(statistic[None]))
         assert np.all(np.abs(statistic.mean(0) - truth) < 5 * se)
+
+
+# A fresh interpreter per import order: in this pytest process NumPyro is already loaded.
+IMPORT_ORDERS = {
+    "stochflow first": "import stochflow as sf\nimport numpyro, numpyro.distributions as dist\n",
+    "arviz first": "import arviz\nimport stochflow as sf\nimport numpyro, numpyro.distributions as dist\n",
+}
+CONSTRAINED_MODEL = """
+import jax, jax.numpy as jnp
+
+def model():
+    numpyro.sample("tau", dist.HalfCauchy(5.0))  # positive: a log-Jacobian numpyro.factor
+
+target = sf.from_numpyro(model)
+print(float(jax.grad(target.logdensity)(jnp.zeros(target.dim))[0]))
+"""
+
+
+@pytest.mark.parametrize("order", IMPORT_ORDERS)
+def test_models_with_constrained_sites_after_any_import_order(order):
+    # ArviZ 1.x registers numpyro lazily; a first `import numpyro.distributions` then loaded
+    # that package twice, and numpyro.factor raised "module 'numpyro.distributions' has no
+    # attribute 'distribution'" (stochflow/diagnostics/arviz_bridge.py: _load_lazy_numpyro).
+    import os
+    import subprocess
+    import sys
+
+    root = pathlib.Path(__file__).parent.parent
+    done = subprocess.run([sys.executable, "-c", IMPORT_ORDERS[order] + CONSTRAINED_MODEL],
+                          env=dict(os.environ, PYTHONPATH=str(root), JAX_PLATFORMS="cpu"),
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    # d/du log p at u = log tau = 0 of HalfCauchy(5) with the Jacobian e^u: 1 - 2/(1 + 25) = 12/13.
+    assert abs(float(done.stdout.strip()) - 12 / 13) < 1e-6

@@ -1,6 +1,6 @@
-"""Diagnostics: the ArviZ bridge (summary, ESS) and sample-quality metrics."""
+"""Diagnostics: the ArviZ bridge (summary, ESS, R-hat; ArviZ 0.2x and 1.x) and sample-quality metrics."""
 
-from .arviz_bridge import ess, open_inference_data, summary, to_inference_data
+from .arviz_bridge import ess, open_inference_data, rhat, summary, to_inference_data
 from .kernels import ksd, median_distance, mmd
 from . import metrics
 from .metrics import (
@@ -24,7 +24,7 @@ from .importance import (
 )
 
 __all__ = [
-    "summary", "ess", "to_inference_data", "open_inference_data", "ksd", "mmd", "median_distance", "metrics", "Modes", "moment_errors", "mode_weights",
+    "summary", "ess", "rhat", "to_inference_data", "open_inference_data", "ksd", "mmd", "median_distance", "metrics", "Modes", "moment_errors", "mode_weights",
     "mode_weight_tv", "mode_coverage", "modes_visited", "energy_distance", "w2", "ess_per_grad",
     "log_z_error",
     "ImportanceEstimate", "importance_ess", "importance_expectation", "importance_log_z", "normalized_weights",

@@ -32,8 +32,13 @@ class LangevinPoint(NamedTuple):
 
 
 def langevin_point(logdensity: Callable[[Array], Array], position: Array) -> LangevinPoint:
-    """``position`` with ``logdensity`` and its gradient there, in one pass."""
-    value, grad = jax.value_and_grad(logdensity)(position)
+    """``position`` with ``logdensity`` and its gradient there, in one pass.
+
+    As in :meth:`stochflow.Target.logdensity_and_grad`, the position passes an
+    optimisation barrier first, so the density is evaluated at the position as
+    stored (XLA may otherwise recompute the move inside the density with other
+    FMA contractions, program by program)."""
+    value, grad = jax.value_and_grad(logdensity)(jax.lax.optimization_barrier(position))
     return LangevinPoint(position, value, grad)
 
 

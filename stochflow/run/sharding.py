@@ -14,13 +14,13 @@ sampler, and SVGD) run each chunk under :func:`jax.shard_map` instead
 (:func:`shard_local`): each device runs the one-device program on its own
 particles, and the only communication is what the method asks for
 (:func:`~stochflow.kernels.particles.all_particles`, an all-gather). Per-particle keys are this shard's
-slice of ``jax.random.split(key, n)`` (:func:`~stochflow.kernels.particles.particle_keys`, told the
-mesh axis through the step's ``ParticleAxis``), so each device
-computes what one device computes for its particles: the chain methods' draws
-are the one-device draws bit for bit (tested for ULA, MALA and the
-underdamped schemes on XLA:CPU; a recorded log-density may differ in its last
-bit, since XLA may vectorise the user's sum differently at another batch
-size). SVGD computes its own particles' rows of the pairwise sums against the
+slice of ``jax.random.split(key, n)`` (:func:`~stochflow.kernels.particles.particle_keys`, told the mesh axis
+through the step's ``ParticleAxis``), so each device
+computes what one device computes for its particles, up to how XLA compiles a
+vectorised program at another batch size: the chain methods' draws are the
+one-device draws bit for bit in most of what the tests measure, within float32
+rounding in the rest, and which is which depends on the jax version (the table in
+README "Scale out", tests/test_sharding.py). SVGD computes its own particles' rows of the pairwise sums against the
 gathered set, the same sums in the same order, but XLA:CPU's matrix kernels
 do not promise the same rounding in two programs: its draws agree to float32
 rounding. Samplers without the flag are partitioned by XLA (GSPMD), which is
@@ -30,7 +30,10 @@ correct but may round differently.
 ``ParticleAxis(loop=True)``: per-particle work (:func:`~stochflow.kernels.particles.map_particles`,
 :func:`~stochflow.kernels.particles.map_rows`) becomes a loop whose body is compiled for one particle, the
 same code whatever the number of particles on a device, and the draws of the
-chain methods and SVGD are then the one-device draws bit for bit.
+chain methods and SVGD are then the one-device draws bit for bit (tested under
+jax 0.10 and 0.12; on 0.12 it needs ``Target.logdensity_and_grad``'s optimisation
+barrier, without which XLA recompiled the position update inside the density
+differently in different programs).
 
 Several processes (``jax.distributed.initialize``): ``devices="all"`` means
 ``jax.devices()``, every device of every process. Each process builds the

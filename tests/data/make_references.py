@@ -11,11 +11,11 @@ import json
 import pathlib
 import sys
 
-import arviz as az
 import jax
 from numpyro.infer import MCMC, NUTS
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+from stochflow.diagnostics import arviz_bridge  # noqa: E402  (either ArviZ line)
 from models_numpyro import (  # noqa: E402
     EIGHT_SCHOOLS_SIGMA,
     EIGHT_SCHOOLS_Y,
@@ -31,7 +31,7 @@ def reference(model, *args, **kwargs):
     mcmc = MCMC(NUTS(model, target_accept_prob=0.9), num_warmup=5_000, num_samples=50_000,
                 num_chains=4, chain_method="vectorized", progress_bar=False)
     mcmc.run(jax.random.key(0), *args, **kwargs)
-    summary = az.summary(az.from_numpyro(mcmc), kind="all", round_to="none")
+    summary = arviz_bridge.summary(arviz_bridge.from_numpyro(mcmc), kind="all", round_to="none")
     return {name: {col: float(summary.loc[name, col]) for col in ("mean", "sd", "mcse_mean", "mcse_sd", "ess_bulk")}
             for name in summary.index}
 
