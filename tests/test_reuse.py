@@ -20,6 +20,8 @@ FACTORIES = {
     "baoab": lambda h: sf.underdamped(h),
     "obabo": lambda h: sf.underdamped(h, friction=2.0, scheme="obabo"),
     "ubu": lambda h: sf.underdamped(h, scheme="ubu", mass=[1.0, 2.0]),
+    "blackjax-nuts": lambda h: sf.from_blackjax("nuts", step_size=h, max_num_doublings=4),
+    "blackjax-hmc": lambda h: sf.from_blackjax("hmc", step_size=h, num_integration_steps=3),
 }
 
 

@@ -16,9 +16,11 @@ benchmark harness as stochflow's own samplers. What each step reports:
 * ``step_size`` — per chain.
 
 Warmup (NUTS and HMC): Nesterov dual averaging of the step size toward an
-acceptance rate of ``target_accept`` (Hoffman & Gelman 2014, BlackJAX's
-``dual_averaging_adaptation``), each chain its own, during ``warmup`` only; the
-averaged iterate is kept at the end. The mass matrix stays the one given
+acceptance rate of ``target_accept`` (Hoffman & Gelman 2014;
+:mod:`stochflow.kernels.adaptation`, the same as MALA's), each chain its own,
+during ``warmup`` only; the averaged iterate is kept at the end. Step size,
+inverse mass and ``L`` live in the state, so a new value reuses the compiled
+program; the kernel is built once per (algorithm, integration steps, tree depth). The mass matrix stays the one given
 (identity by default) — Stan's windowed mass-matrix adaptation needs a
 multi-phase schedule that does not fit a per-step warmup. MCLMC runs with the
 ``L`` and ``step_size`` it is given (no tuning; BlackJAX's own tuner
@@ -27,30 +29,35 @@ multi-phase schedule that does not fit a per-step warmup. MCLMC runs with the
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple, Optional
+import functools
+from typing import Any, Callable, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
-from blackjax.adaptation.step_size import DualAveragingAdaptationState, dual_averaging_adaptation
 
-from ..target import Target
-from ..kernels.checks import check_positive
+from ..kernels import adaptation
+from ..kernels.adaptation import StepSizeAdaptation, dual_averaging_init
+from ..kernels.checks import check_bool, check_positive, check_probability
+from ..kernels.finite import all_finite, keep_if
 from ..samplers.base import Sampler, independent_chains
+from ..target import Target
 
 Array = jax.Array
 
-__all__ = ["from_blackjax", "BlackJAXState", "BlackJAXInfo"]
+__all__ = ["from_blackjax", "blackjax_kernel", "BlackJAXState", "BlackJAXInfo"]
 
 _ALGORITHMS = ("nuts", "hmc", "mclmc")
 _MCLMC_GRADS_PER_STEP = 2
 
 
 class BlackJAXState(NamedTuple):
-    """One chain: BlackJAX's own state, the chain's step size and its adaptation."""
+    """One chain: BlackJAX's own state, and the chain's tunables and step-size adaptation."""
 
     inner: Any
     step_size: Array
-    adaptation: DualAveragingAdaptationState
+    inverse_mass_matrix: Array
+    L: Array  # MCLMC's momentum decoherence length (unused by NUTS/HMC)
+    adaptation: StepSizeAdaptation
 
     @property
     def position(self) -> Array:
@@ -77,6 +84,41 @@ def _algorithm_name(algorithm: Any) -> str:
             f"from_blackjax supports blackjax.nuts, blackjax.hmc and blackjax.mclmc (or their names), got {algorithm!r}."
         )
     return name
+
+
+@functools.lru_cache(maxsize=None)
+def blackjax_kernel(name: str, num_integration_steps: int = 0, max_num_doublings: int = 10) -> Callable:
+    """The one-chain kernel ``kernel(key, state, target)`` of a BlackJAX algorithm.
+
+    Built once per static setting (cached), so samplers that differ in step size,
+    inverse mass or ``L`` share it. A transition that ends on a non-finite position
+    or log-density is undone and flagged ``diverging``.
+    """
+    import blackjax
+
+    transition = getattr(blackjax, name).build_kernel()
+
+    def kernel(key: Array, state: BlackJAXState, target: Target) -> tuple[BlackJAXState, BlackJAXInfo]:
+        h, imm = state.step_size, state.inverse_mass_matrix
+        if name == "nuts":
+            inner, info = transition(key, state.inner, target.logdensity, h, imm, max_num_doublings=max_num_doublings)
+        elif name == "hmc":
+            inner, info = transition(key, state.inner, target.logdensity, h, imm, num_integration_steps)
+        else:
+            inner, info = transition(key, state.inner, target.logdensity, imm, state.L, h)
+        finite = all_finite(inner.position, inner.logdensity)
+        if name == "mclmc":
+            diverging = ~info.nonans | ~finite
+            accept_prob = jnp.ones((), h.dtype)
+            n_grad = jnp.int32(_MCLMC_GRADS_PER_STEP)
+        else:
+            diverging = info.is_divergent | ~finite
+            accept_prob = info.acceptance_rate.astype(h.dtype)
+            n_grad = jnp.asarray(info.num_integration_steps, jnp.int32)
+        inner = keep_if(finite, inner, state.inner)
+        return state._replace(inner=inner), BlackJAXInfo(inner.logdensity, accept_prob, h, n_grad, diverging)
+
+    return kernel
 
 
 def from_blackjax(
@@ -117,60 +159,22 @@ def from_blackjax(
         raise ValueError("from_blackjax(blackjax.hmc, ...) needs num_integration_steps >= 1.")
     if name == "mclmc":
         L = check_positive("L", L if L is not None else float("nan"))
-    if not 0.0 < float(target_accept) < 1.0:
-        raise ValueError(f"target_accept must lie in (0, 1), got {target_accept!r}.")
-    adapts = adapt_step_size and name != "mclmc"
-    da_init, da_update, da_final = dual_averaging_adaptation(float(target_accept))
-
-    if name == "nuts":
-        kernel = blackjax.nuts.build_kernel()
-    elif name == "hmc":
-        kernel = blackjax.hmc.build_kernel()
-    else:
-        kernel = blackjax.mclmc.build_kernel()
-
-    def mass(dim: int, dtype) -> Array:
-        return jnp.ones(dim, dtype) if inverse_mass_matrix is None else jnp.asarray(inverse_mass_matrix, dtype)
+    target_accept = check_probability("target_accept", target_accept)
+    adapts = check_bool("adapt_step_size", adapt_step_size) and name != "mclmc"
+    kernel = blackjax_kernel(name, int(num_integration_steps or 0) if name == "hmc" else 0,
+                             int(max_num_doublings) if name == "nuts" else 10)
 
     def init_one(target: Target, position: Array, key: Array) -> BlackJAXState:
         if name == "mclmc":
             inner = blackjax.mclmc.init(position, target.logdensity, key)
         else:
             inner = getattr(blackjax, name).init(position, target.logdensity)
-        h = jnp.asarray(step_size, position.dtype)
-        return BlackJAXState(inner, h, da_init(h))
-
-    def step_one(key: Array, state: BlackJAXState, target: Target):
-        position = state.inner.position
-        imm = mass(position.shape[0], position.dtype)
-        h = state.step_size
-        if name == "nuts":
-            inner, info = kernel(key, state.inner, target.logdensity, h, imm, max_num_doublings=max_num_doublings)
-        elif name == "hmc":
-            inner, info = kernel(key, state.inner, target.logdensity, h, imm, int(num_integration_steps))
-        else:
-            inner, info = kernel(key, state.inner, target.logdensity, imm, jnp.asarray(L, h.dtype), h)
-        finite = jnp.all(jnp.isfinite(inner.position)) & jnp.isfinite(inner.logdensity)
-        if name == "mclmc":
-            diverging = ~info.nonans | ~finite
-            accept_prob = jnp.ones((), h.dtype)
-            n_grad = jnp.int32(_MCLMC_GRADS_PER_STEP)
-        else:
-            diverging = info.is_divergent | ~finite
-            accept_prob = info.acceptance_rate.astype(h.dtype)
-            n_grad = jnp.asarray(info.num_integration_steps, jnp.int32)
-        inner = jax.tree_util.tree_map(lambda new, old: jnp.where(finite, new, old), inner, state.inner)
-        info = BlackJAXInfo(inner.logdensity, accept_prob, h, n_grad, diverging)
-        return state._replace(inner=inner), info
-
-    def warmup_step_one(key: Array, state: BlackJAXState, target: Target):
-        new_state, info = step_one(key, state, target)
-        adaptation = da_update(new_state.adaptation, jnp.nan_to_num(info.accept_prob))
-        h = jnp.exp(adaptation.log_step_size).astype(state.step_size.dtype)
-        return new_state._replace(step_size=h, adaptation=adaptation), info
-
-    def end_warmup_one(state: BlackJAXState) -> BlackJAXState:
-        return state._replace(step_size=da_final(state.adaptation).astype(state.step_size.dtype))
+        dtype = position.dtype
+        h = jnp.asarray(step_size, dtype)
+        imm = (jnp.ones(position.shape[0], dtype) if inverse_mass_matrix is None
+               else jnp.asarray(inverse_mass_matrix, dtype))
+        return BlackJAXState(inner, h, imm, jnp.asarray(1.0 if L is None else L, dtype),
+                             dual_averaging_init(h, target_accept))
 
     params = {
         "algorithm": name,
@@ -178,14 +182,13 @@ def from_blackjax(
         **({"num_integration_steps": int(num_integration_steps)} if name == "hmc" else {}),
         **({"L": L} if name == "mclmc" else {}),
         **({"max_num_doublings": int(max_num_doublings)} if name == "nuts" else {}),
-        **({"target_accept": float(target_accept)} if adapts else {}),
+        **({"target_accept": target_accept} if adapts else {}),
     }
-    sampler = independent_chains(
+    return independent_chains(
         f"blackjax-{name}",
         params,
         init_one,
-        step_one,
-        warmup_step_one if adapts else None,
-        end_warmup_one if adapts else None,
+        kernel,
+        adaptation.adapt_step_size(kernel) if adapts else None,
+        adaptation.end_step_size_adaptation if adapts else None,
     )
-    return sampler
