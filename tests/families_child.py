@@ -1,7 +1,8 @@
 """Child process for tests/test_sharded_families.py (XLA_FLAGS sets 2 host devices before jax loads).
 
-``python tests/families_child.py OUT`` runs every sampler family with the same key on one
-device and on 2 (``devices=jax.devices()[:2]``), by default and with ``reproducible=True``,
+``python tests/families_child.py OUT MODES NAME...`` runs the named sampler families with the
+same key on one device and on 2 (``devices=jax.devices()[:2]``), in the given modes
+(``default``, ``reproducible`` or ``both``; reproducible only for shard-local samplers),
 and writes the positions and the per-draw stats to the ``.npz`` file OUT.
 """
 
@@ -60,13 +61,16 @@ def run(name: str, devices, reproducible: bool) -> dict[str, np.ndarray]:
     return out
 
 
+out_path, wanted_modes, names = sys.argv[1], sys.argv[2], sys.argv[3:]
 results: dict[str, np.ndarray] = {}
-for name, (sampler, *_) in FAMILIES.items():
-    modes = (False, True) if sampler.shard_local else (False,)
+for name in names:
+    sampler = FAMILIES[name][0]
+    modes = {"default": (False,), "reproducible": (True,), "both": (False, True)}[wanted_modes]
+    modes = tuple(m for m in modes if sampler.shard_local or not m)
     for reproducible in modes:
         for layout, devices in (("one", None), ("two", jax.devices()[:2])):
             mode = "reproducible" if reproducible else "default"
             for field, value in run(name, devices, reproducible).items():
                 results[f"{name}/{mode}/{layout}/{field}"] = value
     results[f"{name}/shard_local"] = np.array(sampler.shard_local)
-np.savez(sys.argv[1], **results)
+np.savez(out_path, **results)

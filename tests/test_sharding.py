@@ -76,7 +76,10 @@ JAX_LINE = "0.10" if tuple(int(p) for p in jax.__version__.split(".")[:2]) < (0,
 BIT_IDENTICAL_BY_DEFAULT = {
     # ULA on the 4x2 mesh: 1 ulp since its step size is a traced state value (no recompilation
     # for a new step), which XLA:CPU contracts into FMAs differently at 3 particles a device.
-    "0.10": {"ula/two", "ula/all", "ula/mesh_1d", "mala/all", "underdamped_baoab/all"},
+    # BAOAB on 8 devices: bit for bit on one CPU, 1 ulp (4.8e-7 after 40 steps) on an AVX-512
+    # Xeon: the default-mode bit identity is XLA's codegen, which depends on the CPU too, so
+    # it is held to its derived rounding bound here (only reproducible=True promises bits).
+    "0.10": {"ula/two", "ula/all", "ula/mesh_1d", "mala/all"},
     "0.12": {"ula/two", "ula/all", "ula/mesh_1d", "mala/all", "underdamped_ubu/all"},
 }
 DEFAULT_RUNS = ["ula/two", "ula/all", "ula/mesh_1d", "ula/mesh_2d", "mala/all", "underdamped_baoab/all",

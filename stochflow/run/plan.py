@@ -109,9 +109,10 @@ def _resolve_num_steps(sampler: Sampler, num_steps: Optional[int]) -> int:
 
 def _check_start(target: Target, positions: Array) -> np.ndarray:
     """The log-density at the starting positions; refuses starts outside the target."""
-    # Evaluated eagerly: compiling a program for one evaluation costs more than running it
-    # (16 ms against 0.6 ms for a 100-d Gaussian, 88 ms against 2 ms for a logistic regression).
-    logdensity = jax.vmap(target.logdensity)(positions)
+    # Compiled, not eager: eagerly, every primitive of the density is compiled on its own the
+    # first time it is seen (a NumPyro model with three constrained sites: 6.6 s eager, against
+    # one program of well under a second; a 100-d Gaussian pays 16 ms instead of 0.6 ms).
+    logdensity = jax.jit(jax.vmap(target.logdensity))(positions)
     bad = np.flatnonzero(~np.isfinite(np.asarray(logdensity)))
     if bad.size:
         raise ValueError(
