@@ -2,7 +2,7 @@
 
 ``python tests/families_child.py OUT MODES NAME...`` runs the named sampler families with the
 same key on one device and on 2 (``devices=jax.devices()[:2]``), in the given modes
-(``default``, ``reproducible`` or ``both``; reproducible only for shard-local samplers),
+(``default``, or ``both``: default and ``reproducible=True``, the latter for shard-local samplers),
 and writes the positions and the per-draw stats to the ``.npz`` file OUT.
 """
 
@@ -62,12 +62,11 @@ def run(name: str, devices, reproducible: bool) -> dict[str, np.ndarray]:
 
 
 out_path, wanted_modes, names = sys.argv[1], sys.argv[2], sys.argv[3:]
+both = {"default": False, "both": True}[wanted_modes]
 results: dict[str, np.ndarray] = {}
 for name in names:
     sampler = FAMILIES[name][0]
-    modes = {"default": (False,), "reproducible": (True,), "both": (False, True)}[wanted_modes]
-    modes = tuple(m for m in modes if sampler.shard_local or not m)
-    for reproducible in modes:
+    for reproducible in (False, True) if both and sampler.shard_local else (False,):
         for layout, devices in (("one", None), ("two", jax.devices()[:2])):
             mode = "reproducible" if reproducible else "default"
             for field, value in run(name, devices, reproducible).items():
