@@ -5,7 +5,7 @@ results to the ``.npz`` file OUT (``OUT.pid`` for process PROCESS_ID):
 
 * ``layouts``: ULA, MALA (warmup adaptation), underdamped BAOAB, OBABO and UBU, SVGD, each
   run with ``devices=None``, ``devices=<2 devices>`` and ``devices="all"`` (8), each
-  also with ``reproducible=True`` on one device and on 8, ULA and the underdamped
+  also with ``reproducible=True`` on one device and on 8, ULA, MALA and the underdamped
   schemes once more with another key (a wrong run, for the rounding bounds), plus
   a sharded run streamed to a store, and the refusals of bad ``devices``;
 * ``distributed``: one of two processes joined by ``jax.distributed.initialize``
@@ -52,7 +52,8 @@ def fields(prefix: str, trace) -> dict[str, np.ndarray]:
     return out
 
 
-MALA_RUN = dict(num_particles=8, num_steps=30, warmup=20, chunk_size=7, progress=False)
+# reproducible=True: the promise of the same bits on any device count (default mode: float32 rounding).
+MALA_RUN = dict(num_particles=8, num_steps=30, warmup=20, chunk_size=7, progress=False, reproducible=True)
 CRASH_AFTER = (2, 5)  # commits: 7, 14 warmup steps | 20 (warmup done), 7, 14 draws, ...
 
 
@@ -121,8 +122,10 @@ def layouts(store: str) -> dict[str, np.ndarray]:
                               progress=False, devices=devices)
             out.update(fields(f"{name}/{layout}", trace))
     # Another key on one device: what a wrong run looks like, against the rounding bounds.
-    for name in ("ula", "underdamped_baoab", "underdamped_obabo"):
-        trace = sf.sample(samplers[name][0], TARGET, jax.random.key(1), 16, 40, chunk_size=15, progress=False)
+    for name in ("ula", "mala", "underdamped_baoab", "underdamped_obabo", "underdamped_ubu"):
+        sampler, warmup = samplers[name]
+        trace = sf.sample(sampler, TARGET, jax.random.key(1), 16, 40, warmup=warmup, chunk_size=15,
+                          progress=False)
         out.update(fields(f"{name}/other_key", trace))
     # reproducible=True: each particle's step compiled on its own, on one device and on 8.
     for name, (sampler, warmup) in samplers.items():
@@ -137,9 +140,10 @@ def layouts(store: str) -> dict[str, np.ndarray]:
                          devices="all", store=store)
     out.update(fields("mala/all_store", streamed))
     # The sharded programs: no recompilation from chunk to chunk (one per phase).
+    # A new target for each run, so each compiles its own start check and programs.
     traced = []
-    counting = sf.Target(lambda x: traced.append(1) or -0.5 * jnp.sum(x ** 2), dim=3, name="counting")
     for devices in (None, "all"):
+        counting = sf.Target(lambda x: traced.append(1) or -0.5 * jnp.sum(x ** 2), dim=3, name="counting")
         before = len(traced)
         sf.sample(sf.ula(0.1), counting, KEY, 16, 40, chunk_size=5, progress=False, devices=devices)
         out[f"traces_per_run/{devices}"] = np.array(len(traced) - before)

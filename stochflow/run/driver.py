@@ -132,9 +132,10 @@ def sample(
         SPMD program: shard-local under ``shard_map`` for independent chains and
         SVGD (all-gathers its particles each step), partitioned by XLA for other
         interacting methods. The draws are those of the one-device run with the
-        same key: to float32 rounding by default (as measured on some CPUs, bit for
-        bit for MALA draws on 8 devices, within 1 ulp for ULA on a 2-D mesh);
-        bit for bit for the chain methods and SVGD with ``reproducible=True``). Under ``jax.distributed`` (several
+        same key: to float32 rounding by default (XLA may round a vectorised
+        program differently at another batch size, depending on the jax version
+        and the CPU); bit for bit for the chain methods and SVGD with
+        ``reproducible=True``. Under ``jax.distributed`` (several
         processes) every process makes the same call; each gets the whole trace (the draws are
         gathered after every chunk), and with ``store`` process 0 writes the
         store, which the other processes then open, so its path must be on a

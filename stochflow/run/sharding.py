@@ -18,9 +18,8 @@ slice of ``jax.random.split(key, n)`` (:func:`~stochflow.kernels.particles.parti
 through the step's ``ParticleAxis``), so each device
 computes what one device computes for its particles, up to how XLA compiles a
 vectorised program at another batch size: the chain methods' draws are the
-one-device draws bit for bit in most of what the tests measure, within float32
-rounding in the rest, and which is which depends on the jax version (the table in
-README "Scale out", tests/test_sharding.py). SVGD computes its own particles' rows of the pairwise sums against the
+one-device draws to float32 rounding (often bit for bit, but which runs are depends on
+the jax version and the CPU; README "Scale out", tests/test_sharding.py). SVGD computes its own particles' rows of the pairwise sums against the
 gathered set, the same sums in the same order, but XLA:CPU's matrix kernels
 do not promise the same rounding in two programs: its draws agree to float32
 rounding. Samplers without the flag are partitioned by XLA (GSPMD), which is
