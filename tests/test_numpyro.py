@@ -7,6 +7,7 @@ import jax
 import numpy as np
 import numpyro
 import numpyro.distributions as dist
+from numpyro.distributions import constraints
 import pytest
 from numpyro.infer import MCMC
 from scipy import integrate, stats
@@ -139,6 +140,42 @@ def test_logistic_regression_matches_nuts():
     summary = arviz_bridge.summary(trace.to_arviz(), round_to="none")
     names = ["bias", "weights[0]", "weights[1]", "weights[2]"]
     assert_agrees_with_reference(summary, REFERENCES["logistic_regression"], names, columns=("mean",))
+
+
+def flat_regression(features, y):
+    # Stan's flat priors, written as NumPyro writes them: the prior has no sampler.
+    beta = numpyro.sample("beta", dist.ImproperUniform(constraints.real, (), (features.shape[1],)))
+    sigma = numpyro.sample("sigma", dist.ImproperUniform(constraints.positive, (), ()))
+    numpyro.sample("y", dist.Normal(features @ beta, sigma), obs=y)
+
+
+def test_flat_prior_model_loads_and_matches_its_closed_form_posterior():
+    # p(beta, sigma) flat on R^k x (0, inf): beta | sigma, y ~ N(beta_hat, sigma^2 (X'X)^-1) and,
+    # integrating beta out, p(sigma | y) ~ sigma^-(n-k) exp(-S / 2 sigma^2), i.e. sigma^2 ~
+    # InvGamma((n - k - 1) / 2, S / 2): E[beta] = beta_hat, E[sigma^2] = S / (n - k - 3), with S
+    # the residual sum of squares at beta_hat.
+    rng = np.random.default_rng(7)
+    n, k = 30, 3
+    features = rng.normal(size=(n, k))
+    y = features @ np.array([1.0, -2.0, 0.5]) + 0.7 * rng.normal(size=n)
+    beta_hat, residual, *_ = np.linalg.lstsq(features, y, rcond=None)
+    exact = {f"beta[{i}]": beta_hat[i] for i in range(k)}
+    target = sf.from_numpyro(flat_regression, features, y)
+    trace = sf.sample(sf.mala(0.05), target, jax.random.key(8), num_particles=16, num_steps=4_000,
+                      warmup=1_000, thin=2, progress=False)
+    summary = arviz_bridge.summary(trace.to_arviz(), round_to="none")
+    sigma2 = target.constrain(trace.positions)["sigma"] ** 2
+    se_sigma2 = sigma2.std() / np.sqrt(sf.diagnostics.ess(sigma2))
+    # Within 5 Monte Carlo standard errors (mcse_mean: ArviZ's, from the bulk ESS).
+    for name, mean in exact.items():
+        z = (summary.loc[name, "mean"] - mean) / summary.loc[name, "mcse_mean"]
+        assert abs(z) < 5, f"{name}: {summary.loc[name, 'mean']:.4f} vs exact {mean:.4f} (z = {z:.1f})"
+    assert abs(sigma2.mean() - residual[0] / (n - k - 3)) < 5 * se_sigma2
+    # NumPyro's MCMC with the stochflow kernel loads it too.
+    mcmc = MCMC(sf.numpyro_kernel(flat_regression, sf.mala(0.05)), num_warmup=200, num_samples=200,
+                progress_bar=False)
+    mcmc.run(jax.random.key(9), features, y)
+    assert mcmc.get_samples()["beta"].shape == (200, k)
 
 
 def test_discrete_latent_site_is_refused_by_name():

@@ -41,10 +41,18 @@ def _model_name(model: Callable) -> str:
     return getattr(model, "__name__", type(model).__name__)
 
 
-def _check_continuous(model: Callable, model_args: tuple, model_kwargs: dict) -> dict:
-    """Trace the model once (NumPyro's own errors for bad arguments surface here)
-    and refuse discrete latent sites, naming them."""
-    trace = handlers.trace(handlers.seed(model, rng_seed=0)).get_trace(*model_args, **model_kwargs)
+def _started_trace(model: Callable, model_args: tuple, model_kwargs: dict, init_strategy: Callable) -> dict:
+    """The model traced once with its latent sites set by ``init_strategy``, as NumPyro's
+    ``initialize_model`` traces it: the prior is not sampled, so sites without a sampler
+    (``ImproperUniform``, Stan's flat priors) and priors whose draws the likelihood refuses
+    are fine. NumPyro's own errors for bad model arguments surface here."""
+    started = handlers.substitute(handlers.seed(model, rng_seed=0), substitute_fn=init_strategy)
+    return handlers.trace(started).get_trace(*model_args, **model_kwargs)
+
+
+def _check_continuous(model: Callable, model_args: tuple, model_kwargs: dict, init_strategy: Callable) -> None:
+    """Refuse discrete latent sites, naming them (before NumPyro would enumerate them)."""
+    trace = _started_trace(model, model_args, model_kwargs, init_strategy)
     discrete = [
         f"{name!r} ({type(site['fn']).__name__})"
         for name, site in trace.items()
@@ -58,13 +66,11 @@ def _check_continuous(model: Callable, model_args: tuple, model_kwargs: dict) ->
             "enumeration with infer={'enumerate': 'parallel'} under funsor), or use NumPyro's "
             "mixed samplers (DiscreteHMCGibbs, MixedHMC)."
         )
-    return trace
 
 
 def _nonfinite_sites(model: Callable, model_args: tuple, model_kwargs: dict) -> list[str]:
     """Sites whose log-density is not finite at a NumPyro uniform start."""
-    started = handlers.substitute(handlers.seed(model, rng_seed=0), substitute_fn=init_to_uniform)
-    trace = handlers.trace(started).get_trace(*model_args, **model_kwargs)
+    trace = _started_trace(model, model_args, model_kwargs, init_to_uniform)
     bad = []
     for name, site in trace.items():
         if site["type"] == "sample":
@@ -88,6 +94,9 @@ def _initialize(model, model_args, model_kwargs, key, init_strategy):
             f"model {_model_name(model)!r}: the log-density (or its gradient) is NaN or infinite at "
             f"every start NumPyro tried{where}. Check those sites' parameters and observed values "
             "(e.g. a negative scale, data outside the likelihood's support)."
+            + ("" if jax.config.jax_enable_x64 else
+               " In float32 a Cholesky factor or an exp can overflow where float64 is fine: try "
+               "jax.config.update('jax_enable_x64', True) before building the model's data.")
         ) from err
 
 
@@ -118,7 +127,7 @@ def from_numpyro(
     * ``init(key, n)``: ``n`` valid starts from ``init_strategy``;
     * ``unravel(x)``: the dict of unconstrained site values a flat ``x`` holds.
     """
-    _check_continuous(model, model_args, model_kwargs)
+    _check_continuous(model, model_args, model_kwargs, init_strategy)
     info = _initialize(model, model_args, model_kwargs, jax.random.key(0), init_strategy)
     flat, unravel = ravel_pytree(info.param_info.z)
 
@@ -180,7 +189,7 @@ class _StochflowKernel(MCMCKernel):
     def _build_target(self, key, init_params, model_args, model_kwargs):
         """Target, unravel and the flat starting positions (one row per chain)."""
         if self.model is not None:
-            _check_continuous(self.model, model_args, model_kwargs)
+            _check_continuous(self.model, model_args, model_kwargs, self.init_strategy)
             info = _initialize(self.model, model_args, model_kwargs, key, self.init_strategy)
             potential_fn = info.potential_fn
             starts = info.param_info.z if init_params is None else init_params
