@@ -71,6 +71,11 @@ class Trace:
         The named constrained draws themselves, ``(num_particles, num_draws,
         *shape)`` each: what a trace loaded from a file has instead of
         ``constrain`` (a function is not stored).
+    checks
+        What ``sample`` found at the end of the run
+        (:class:`~stochflow.diagnostics.checks.RunChecks`: R-hat, ESS, acceptance,
+        divergences, frozen chains); ``None`` for a trace read from a file
+        (``sf.diagnostics.checks.run_checks`` computes them).
 
     A trace returned by ``sample(..., store=path)`` or ``load(path, lazy=True)``
     keeps its draws on disk: ``positions`` and ``stats`` are then read-only
@@ -85,6 +90,7 @@ class Trace:
     num_divergent_warmup: int = 0
     constrain: Optional[Callable[[np.ndarray], dict]] = dataclasses.field(default=None, repr=False)
     constrained: Optional[dict[str, Any]] = dataclasses.field(default=None, repr=False)
+    checks: Optional[Any] = dataclasses.field(default=None, repr=False)
 
     @property
     def num_particles(self) -> int:
@@ -135,7 +141,8 @@ class Trace:
         return (
             f"Trace(sampler={self.metadata.get('sampler')!r}, target={self.metadata.get('target')!r}, "
             f"num_particles={self.num_particles}, num_draws={self.num_draws}, dim={self.dim}, "
-            f"num_divergent={self.num_divergent})"
+            f"num_divergent={self.num_divergent}"
+            + (f", checks={self.checks.line()}" if self.checks is not None else "") + ")"
         )
 
 

@@ -191,4 +191,6 @@ def from_blackjax(
         kernel,
         adaptation.adapt_step_size(kernel) if adapts else None,
         adaptation.end_step_size_adaptation if adapts else None,
+        divergence=("a non-finite value (the step was undone) or, for NUTS and HMC, an energy error "
+                    "above BlackJAX's divergence threshold (the transition is BlackJAX's own)"),
     )

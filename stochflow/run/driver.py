@@ -45,6 +45,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ..diagnostics.checks import RunChecks, run_checks
+from ..kernels.checks import check_bool
 from ..kernels.particles import ParticleAxis
 from ..samplers.base import Sampler
 from ..store import Progress
@@ -75,6 +77,7 @@ def sample(
     resume: bool = False,
     devices: sharding.Devices = None,
     reproducible: bool = False,
+    checks: bool = True,
 ) -> Trace:
     """Run ``sampler`` on ``target`` and return the recorded :class:`~stochflow.Trace`.
 
@@ -150,7 +153,14 @@ def sample(
         same step differently and round it differently. Costs the vectorisation
         across particles (slower, most for cheap log-densities). Resume a stored
         run with the same setting.
+    checks
+        Warn once at the end if the run cannot be trusted as it is: R-hat above
+        1.01 or bulk ESS below 100 across chains, acceptance far from its target,
+        diverging steps, chains that stopped moving, an adaptive sampler run with
+        ``warmup=0`` (:mod:`stochflow.diagnostics.checks`). The facts are in
+        ``trace.checks`` either way; ``False`` only silences the warning.
     """
+    checks = check_bool("checks", checks)
     plan = plan_run(sampler, target, key, num_particles, num_steps, warmup=warmup, thin=thin, init=init,
                     progress=progress, chunk_size=chunk_size, store=store, resume=resume, devices=devices,
                     reproducible=reproducible)
@@ -172,16 +182,20 @@ def sample(
         sink.close()
         raise
 
-    if done.num_divergent or done.num_divergent_warmup:
-        warnings.warn(
-            f"{sampler.name}: {done.num_divergent} of {plan.num_particles * plan.num_draws * plan.thin} sampling "
-            f"steps and {done.num_divergent_warmup} of {plan.num_particles * plan.warmup} warmup steps diverged "
-            "(a non-finite log-density, gradient or position); those steps were undone or rejected. "
-            "See trace.stats['diverging']; a smaller step size usually helps.",
-            RuntimeWarning,
-            stacklevel=2,
-        )
-    return sink.finish()
+    trace = sink.finish()
+    trace.checks = _end_of_run_checks(plan, trace, done)
+    if checks and trace.checks.problems():
+        warnings.warn(f"{sampler.name}: this run cannot be trusted as it is: {'; '.join(trace.checks.problems())}. "
+                      "The facts are in trace.checks.", RuntimeWarning, stacklevel=2)
+    return trace
+
+
+def _end_of_run_checks(plan: RunPlan, trace: Trace, done: Progress) -> RunChecks:
+    sampler = plan.sampler
+    return run_checks(trace.positions, trace.stats, chains=sampler.chains, adaptive=sampler.warmup_step is not None,
+                      warmup=plan.warmup, thin=plan.thin, target_accept=sampler.params.get("target_accept"),
+                      num_divergent=done.num_divergent, num_divergent_warmup=done.num_divergent_warmup,
+                      divergence_kind=sampler.divergence)
 
 
 def _strongly_typed(state: Any) -> Any:

@@ -46,6 +46,7 @@ Kernel = Callable[[Array, State, Target], tuple[State, Info]]
 __all__ = ["Sampler", "Requirements", "independent_chains"]
 
 REQUIREMENTS = ("smooth", "nonsmooth", "mirror")
+NONFINITE_STEP = "a non-finite log-density, gradient or position; the step was undone or rejected"
 
 
 class Requirements(NamedTuple):
@@ -103,6 +104,13 @@ class Sampler(NamedTuple):
         ``reproducible=True`` the rounding may differ.
     requires
         The :class:`Requirements` a target must meet.
+    chains
+        ``True`` if each particle is a Markov chain of its own, run for as long as
+        asked (:func:`independent_chains`): the end-of-run checks then apply R-hat,
+        ESS, acceptance and frozen-chain checks across particles.
+    divergence
+        What a ``diverging`` step means for this method, in words (the end-of-run
+        warning quotes it).
     """
 
     init: InitFn
@@ -114,6 +122,8 @@ class Sampler(NamedTuple):
     num_steps: Optional[int] = None
     shard_local: bool = False
     requires: Requirements = Requirements()
+    chains: bool = False
+    divergence: str = NONFINITE_STEP
 
     def check_target(self, target: Target) -> None:
         """A ValueError naming what ``target`` lacks for this sampler."""
@@ -130,6 +140,7 @@ def independent_chains(
     warmup_kernel: Optional[Kernel] = None,
     end_warmup_one: Optional[Callable[[State], State]] = None,
     requires: Requirements = Requirements(),
+    divergence: str = NONFINITE_STEP,
 ) -> Sampler:
     """A particle-batch :class:`Sampler` from a one-chain ``kernel(key, state, target)``.
 
@@ -156,5 +167,7 @@ def independent_chains(
         end_warmup=None if end_warmup_one is None else jax.vmap(end_warmup_one),
         shard_local=True,
         requires=requires,
+        chains=True,
+        divergence=divergence,
     )
     return sampler

@@ -593,5 +593,5 @@ def rdmc(
         "start": start,
     }
     sampler = independent_chains("rdmc", params, init_one, step_one, warm_start_one)
-    return sampler._replace(num_steps=total_steps)
+    return sampler._replace(num_steps=total_steps, chains=False)  # a transport from noise, not a chain
 

@@ -29,8 +29,15 @@ Schemes, each one gradient evaluation per step (``n_grad = 1``):
   by half a step), so the log-density of every recorded position comes free
   with the one gradient the step needs.
 
-A step that meets a non-finite value is undone (the chain stays where it was)
-and marked ``diverging``.
+A step that meets a non-finite value, or (BAOAB, OBABO) whose energy error is
+beyond ``DIVERGENCE_ENERGY`` = 1000 (NumPyro's and BlackJAX's NUTS threshold), is undone
+(the chain stays where it was), marked ``diverging``, and the momentum is drawn afresh
+from :math:`N(0, M)`, so that a chain never retries the move that failed. The energy
+error is that of the Hamiltonian sub-flows: the change of
+:math:`H(x, p) = -\log\pi(x) + \tfrac12 p^\top M^{-1} p` over the step minus the change
+its O parts (the exact Ornstein-Uhlenbeck refreshes) made to the kinetic energy; it is
+zero for exact Hamiltonian flow and grows like the integrator's error, so a step of
+1000 is an integrator out of its stability region (e.g. a funnel's neck).
 
 The pieces are :mod:`stochflow.kernels.integrators`; the one-chain kernels are
 :func:`baoab_kernel`, :func:`obabo_kernel` and :func:`ubu_kernel`. Step size,
@@ -59,11 +66,12 @@ from ..kernels.integrators import (
     ou_stream_coefficients,
 )
 from ..target import Target
-from .base import Sampler, independent_chains
+from .base import NONFINITE_STEP, Sampler, independent_chains
 
 Array = jax.Array
+DIVERGENCE_ENERGY = 1000.0
 
-__all__ = ["UnderdampedParams", "UnderdampedState", "UnderdampedInfo", "baoab_kernel", "obabo_kernel",
+__all__ = ["DIVERGENCE_ENERGY", "UnderdampedParams", "UnderdampedState", "UnderdampedInfo", "baoab_kernel", "obabo_kernel",
            "ubu_kernel", "underdamped", "SCHEMES"]
 
 
@@ -97,9 +105,30 @@ def _finish(target: Target, state: UnderdampedState, position: Array, momentum_b
     return state._replace(position=position, momentum=momentum, logdensity=logdensity, logdensity_grad=grad)
 
 
-def _undo_and_flag(proposal: UnderdampedState, state: UnderdampedState):
-    new_state, diverging = undo_if_nonfinite(proposal, state)
+def kinetic_energy(momentum: Array, mass: Array) -> Array:
+    return 0.5 * jnp.sum(momentum**2 / mass)
+
+
+def _undo_and_flag(proposal: UnderdampedState, state: UnderdampedState, energy_error: Array, key: Array):
+    """Keep ``proposal`` unless it is non-finite or its energy error is beyond
+    :data:`DIVERGENCE_ENERGY`; a step not kept is flagged ``diverging``, and the chain stays
+    where it was with a fresh momentum ``p ~ N(0, M)``, so the next step is another move
+    (retrying the same momentum could repeat the same blow-up for ever)."""
+    bounded = jnp.abs(energy_error) <= DIVERGENCE_ENERGY  # False for NaN
+    new_state, diverging = undo_if_nonfinite(proposal, state, extra_ok=bounded)
+    mass = state.params.mass
+    fresh = jnp.sqrt(mass) * jax.random.normal(jax.random.fold_in(key, 1), mass.shape, mass.dtype)
+    new_state = new_state._replace(momentum=jnp.where(diverging, fresh, new_state.momentum))
     return new_state, UnderdampedInfo(new_state.logdensity, jnp.int32(1), diverging)
+
+
+def _hamiltonian_error(moved: UnderdampedState, state: UnderdampedState, kinetic_change_by_noise: Array) -> Array:
+    """The energy error of the step's Hamiltonian sub-flows (B and A), i.e. the change of
+    ``H = -log p(x) + p^T M^-1 p / 2`` over the step minus the change the O parts made."""
+    mass = state.params.mass
+    change = (state.logdensity - moved.logdensity) + kinetic_energy(moved.momentum, mass) \
+        - kinetic_energy(state.momentum, mass)
+    return change - kinetic_change_by_noise
 
 
 def baoab_kernel(key: Array, state: UnderdampedState, target: Target):
@@ -107,9 +136,11 @@ def baoab_kernel(key: Array, state: UnderdampedState, target: Target):
     h, mass = state.params.step_size, state.params.mass
     p = kick(state.momentum, state.logdensity_grad, 0.5 * h)
     x = drift(state.position, p, 0.5 * h, mass)
-    p = ou_refresh(p, state.params.refresh, mass, key)
-    x = drift(x, p, 0.5 * h, mass)
-    return _undo_and_flag(_finish(target, state, x, p, 0.5 * h), state)
+    refreshed = ou_refresh(p, state.params.refresh, mass, key)
+    by_noise = kinetic_energy(refreshed, mass) - kinetic_energy(p, mass)
+    x = drift(x, refreshed, 0.5 * h, mass)
+    moved = _finish(target, state, x, refreshed, 0.5 * h)
+    return _undo_and_flag(moved, state, _hamiltonian_error(moved, state, by_noise), key)
 
 
 def obabo_kernel(key: Array, state: UnderdampedState, target: Target):
@@ -117,21 +148,25 @@ def obabo_kernel(key: Array, state: UnderdampedState, target: Target):
     h, mass = state.params.step_size, state.params.mass
     key_first, key_last = jax.random.split(key)
     p = ou_refresh(state.momentum, state.params.refresh, mass, key_first)
+    first_noise = kinetic_energy(p, mass) - kinetic_energy(state.momentum, mass)
     p = kick(p, state.logdensity_grad, 0.5 * h)
     x = drift(state.position, p, h, mass)
     moved = _finish(target, state, x, p, 0.5 * h)
-    moved = moved._replace(momentum=ou_refresh(moved.momentum, state.params.refresh, mass, key_last))
-    return _undo_and_flag(moved, state)
+    before_last = moved.momentum
+    moved = moved._replace(momentum=ou_refresh(before_last, state.params.refresh, mass, key_last))
+    by_noise = first_noise + kinetic_energy(moved.momentum, mass) - kinetic_energy(before_last, mass)
+    return _undo_and_flag(moved, state, _hamiltonian_error(moved, state, by_noise), key)
 
 
 def ubu_kernel(key: Array, state: UnderdampedState, target: Target):
-    """B(h) U(h): UBU recorded at its force-evaluation points (see the module docstring)."""
+    """B(h) U(h): UBU recorded at its force-evaluation points (see the module docstring).
+    U mixes the drift with the noise, so only non-finite steps are divergences here."""
     h, mass = state.params.step_size, state.params.mass
     velocity = kick(state.momentum, state.logdensity_grad, h) / mass
     x, velocity = ou_stream(state.position, velocity, state.params.stream, mass, key)
     logdensity, grad = target.logdensity_and_grad(x)
     moved = state._replace(position=x, momentum=mass * velocity, logdensity=logdensity, logdensity_grad=grad)
-    return _undo_and_flag(moved, state)
+    return _undo_and_flag(moved, state, jnp.zeros((), x.dtype), key)
 
 
 SCHEMES: dict[str, Callable] = {"baoab": baoab_kernel, "obabo": obabo_kernel, "ubu": ubu_kernel}
@@ -192,7 +227,10 @@ def underdamped(
         "scheme": scheme,
         "mass": None if mass is None else np.asarray(mass, dtype=float).tolist(),
     }
-    return independent_chains("underdamped", params, init_checked, SCHEMES[scheme])
+    kind = NONFINITE_STEP if scheme == "ubu" else (
+        f"a non-finite value or an energy error beyond {DIVERGENCE_ENERGY:g}; the step was undone and the "
+        "momentum redrawn")
+    return independent_chains("underdamped", params, init_checked, SCHEMES[scheme], divergence=kind)
 
 
 def _check_mass(mass: Optional[object]) -> np.ndarray:
