@@ -76,6 +76,11 @@ class Trace:
         (:class:`~stochflow.diagnostics.checks.RunChecks`: R-hat, ESS, acceptance,
         divergences, frozen chains); ``None`` for a trace read from a file
         (``sf.diagnostics.checks.run_checks`` computes them).
+    adapted
+        What warmup adapted, per particle, as ``sample`` ended it: ``step_size``
+        ``(num_particles,)`` and, for methods with a mass, ``inverse_mass``
+        ``(num_particles, dim)``; empty without warmup or for a trace read from a file
+        (a stored run keeps them in its committed state, which ``resume`` reuses).
 
     A trace returned by ``sample(..., store=path)`` or ``load(path, lazy=True)``
     keeps its draws on disk: ``positions`` and ``stats`` are then read-only
@@ -91,6 +96,7 @@ class Trace:
     constrain: Optional[Callable[[np.ndarray], dict]] = dataclasses.field(default=None, repr=False)
     constrained: Optional[dict[str, Any]] = dataclasses.field(default=None, repr=False)
     checks: Optional[Any] = dataclasses.field(default=None, repr=False)
+    adapted: dict[str, np.ndarray] = dataclasses.field(default_factory=dict, repr=False)
 
     @property
     def num_particles(self) -> int:

@@ -12,7 +12,9 @@ chain) and reports, per :class:`RunChecks` field:
   is more than :data:`ACCEPT_TOLERANCE` = 0.15 from the rate the warmup aimed at (the step
   did not adapt: warmup too short, or a target the step size alone cannot fit);
 * ``num_divergent`` / ``num_divergent_warmup``: diverging steps (non-finite values, or
-  what the method itself calls a divergence, e.g. BlackJAX NUTS's energy error);
+  what the method itself calls a divergence, e.g. BlackJAX NUTS's energy error); those
+  after warmup are flagged, those of warmup only counted (adaptation tries steps that are
+  too large on purpose; Stan and NumPyro report the same split);
 * ``frozen_chains``: chains whose position did not change over the last half of their
   draws (every step undone or rejected: a chain that is stuck is not a sample);
 * ``unadapted``: an adaptive sampler run with ``warmup=0``.
@@ -64,7 +66,7 @@ class RunChecks(NamedTuple):
         found = []
         if self.unadapted:
             found.append("an adaptive sampler ran with warmup=0, so nothing adapted (give warmup=, e.g. 1000)")
-        if self.num_divergent or self.num_divergent_warmup:
+        if self.num_divergent:  # warmup's are counted, not flagged: adaptation tries steps too large
             found.append(
                 f"{self.num_divergent} of {self.num_steps} sampling steps and {self.num_divergent_warmup} of "
                 f"{self.num_warmup_steps} warmup steps diverged ({self.divergence_kind}; "

@@ -15,15 +15,17 @@ benchmark harness as stochflow's own samplers. What each step reports:
   log-density.
 * ``step_size`` — per chain.
 
-Warmup (NUTS and HMC): Nesterov dual averaging of the step size toward an
-acceptance rate of ``target_accept`` (Hoffman & Gelman 2014;
-:mod:`stochflow.kernels.adaptation`, the same as MALA's), each chain its own,
-during ``warmup`` only; the averaged iterate is kept at the end. Step size,
-inverse mass and ``L`` live in the state, so a new value reuses the compiled
-program; the kernel is built once per (algorithm, integration steps, tree depth). The mass matrix stays the one given
-(identity by default) — Stan's windowed mass-matrix adaptation needs a
-multi-phase schedule that does not fit a per-step warmup. MCLMC runs with the
-``L`` and ``step_size`` it is given (no tuning; BlackJAX's own tuner
+Warmup (NUTS and HMC): Stan's windowed adaptation, the same as MALA's
+(:mod:`stochflow.kernels.adaptation`): each chain's step size by dual averaging toward
+``target_accept`` (Hoffman & Gelman 2014) and, unless an inverse mass is given, the
+diagonal inverse mass from the slow windows' draws (each chain's own, or all chains'
+with ``pooled=True``). It is the algorithm of BlackJAX's ``window_adaptation`` and
+Stan's, written once for every chain method and run one warmup step at a time by
+stochflow's driver, so that warmup is chunked, committed and resumable like sampling
+(BlackJAX's runs its own loop of the whole warmup). Step size, inverse mass and ``L``
+live in the state, so a new value reuses the compiled program; the kernel is built once
+per (algorithm, integration steps, tree depth). MCLMC runs with the ``L`` and
+``step_size`` it is given (no tuning; BlackJAX's own tuner
 ``mclmc_find_L_and_step_size`` spends gradients outside the chain).
 """
 
@@ -35,8 +37,7 @@ from typing import Any, Callable, NamedTuple, Optional
 import jax
 import jax.numpy as jnp
 
-from ..kernels import adaptation
-from ..kernels.adaptation import StepSizeAdaptation, dual_averaging_init
+from ..kernels.adaptation import WindowAdaptation, window_adaptation_init, window_warmup
 from ..kernels.checks import check_bool, check_positive, check_probability
 from ..kernels.finite import all_finite, keep_if
 from ..samplers.base import Sampler, independent_chains
@@ -55,9 +56,9 @@ class BlackJAXState(NamedTuple):
 
     inner: Any
     step_size: Array
-    inverse_mass_matrix: Array
+    inverse_mass: Array  # diagonal (d,) or dense (d, d)
     L: Array  # MCLMC's momentum decoherence length (unused by NUTS/HMC)
-    adaptation: StepSizeAdaptation
+    adaptation: WindowAdaptation
 
     @property
     def position(self) -> Array:
@@ -99,7 +100,7 @@ def blackjax_kernel(name: str, num_integration_steps: int = 0, max_num_doublings
     transition = getattr(blackjax, name).build_kernel()
 
     def kernel(key: Array, state: BlackJAXState, target: Target) -> tuple[BlackJAXState, BlackJAXInfo]:
-        h, imm = state.step_size, state.inverse_mass_matrix
+        h, imm = state.step_size, state.inverse_mass
         if name == "nuts":
             inner, info = transition(key, state.inner, target.logdensity, h, imm, max_num_doublings=max_num_doublings)
         elif name == "hmc":
@@ -124,13 +125,14 @@ def blackjax_kernel(name: str, num_integration_steps: int = 0, max_num_doublings
 def from_blackjax(
     algorithm: Any,
     *,
-    step_size: float,
+    step_size: Optional[float] = None,
     inverse_mass_matrix: Optional[Any] = None,
     num_integration_steps: Optional[int] = None,
     L: Optional[float] = None,
     max_num_doublings: int = 10,
     target_accept: float = 0.8,
     adapt_step_size: bool = True,
+    pooled: bool = False,
 ) -> Sampler:
     """A BlackJAX kernel (``blackjax.nuts``, ``blackjax.hmc``, ``blackjax.mclmc``) as a stochflow Sampler.
 
@@ -139,9 +141,11 @@ def from_blackjax(
     algorithm
         ``blackjax.nuts``, ``blackjax.hmc`` or ``blackjax.mclmc`` (or ``"nuts"``, ...).
     step_size
-        Integrator step (initial value when NUTS/HMC adapt it in warmup).
+        Integrator step (initial value when NUTS/HMC adapt it in warmup; default 1,
+        Stan's). Required for MCLMC.
     inverse_mass_matrix
-        Diagonal (d,) or dense (d, d) inverse mass matrix; default identity.
+        Diagonal (d,) or dense (d, d) inverse mass matrix, kept as given; default: the
+        identity, adapted in warmup (diagonal, Stan's windows).
     num_integration_steps
         HMC only: leapfrog steps per transition (required for HMC).
     L
@@ -149,18 +153,24 @@ def from_blackjax(
     max_num_doublings
         NUTS only: tree depth cap (a transition costs at most 2^depth - 1 gradients).
     target_accept, adapt_step_size
-        NUTS/HMC warmup: dual averaging toward this acceptance rate, per chain.
+        NUTS/HMC warmup: dual averaging toward this acceptance rate, per chain
+        (``adapt_step_size=False``: no warmup adaptation at all).
+    pooled
+        Estimate the inverse mass from all chains' window draws together.
     """
     import blackjax
 
     name = _algorithm_name(algorithm)
-    step_size = check_positive("step_size", step_size)
+    if step_size is None and name == "mclmc":
+        raise ValueError("from_blackjax(blackjax.mclmc, ...) needs step_size (MCLMC is not tuned here).")
+    step_size = check_positive("step_size", 1.0 if step_size is None else step_size)
     if name == "hmc" and (num_integration_steps is None or int(num_integration_steps) < 1):
         raise ValueError("from_blackjax(blackjax.hmc, ...) needs num_integration_steps >= 1.")
     if name == "mclmc":
         L = check_positive("L", L if L is not None else float("nan"))
     target_accept = check_probability("target_accept", target_accept)
     adapts = check_bool("adapt_step_size", adapt_step_size) and name != "mclmc"
+    pooled = check_bool("pooled", pooled)
     kernel = blackjax_kernel(name, int(num_integration_steps or 0) if name == "hmc" else 0,
                              int(max_num_doublings) if name == "nuts" else 10)
 
@@ -174,7 +184,7 @@ def from_blackjax(
         imm = (jnp.ones(position.shape[0], dtype) if inverse_mass_matrix is None
                else jnp.asarray(inverse_mass_matrix, dtype))
         return BlackJAXState(inner, h, imm, jnp.asarray(1.0 if L is None else L, dtype),
-                             dual_averaging_init(h, target_accept))
+                             window_adaptation_init(position, h, target_accept))
 
     params = {
         "algorithm": name,
@@ -182,15 +192,16 @@ def from_blackjax(
         **({"num_integration_steps": int(num_integration_steps)} if name == "hmc" else {}),
         **({"L": L} if name == "mclmc" else {}),
         **({"max_num_doublings": int(max_num_doublings)} if name == "nuts" else {}),
-        **({"target_accept": target_accept} if adapts else {}),
+        **({"target_accept": target_accept, "adapt_mass": inverse_mass_matrix is None, "pooled": pooled}
+           if adapts else {}),
     }
+    warmup = window_warmup(kernel, adapt_mass=inverse_mass_matrix is None, pooled=pooled) if adapts else None
     return independent_chains(
         f"blackjax-{name}",
         params,
         init_one,
         kernel,
-        adaptation.adapt_step_size(kernel) if adapts else None,
-        adaptation.end_step_size_adaptation if adapts else None,
+        warmup,
         divergence=("a non-finite value (the step was undone) or, for NUTS and HMC, an energy error "
                     "above BlackJAX's divergence threshold (the transition is BlackJAX's own)"),
     )

@@ -17,7 +17,7 @@ import numpy as np
 from ..target import Target
 
 __all__ = ["check_positive", "check_int", "check_probability", "check_key", "check_bool", "check_positions",
-           "check_in_domain"]
+           "check_in_domain", "check_diagonal_mass"]
 
 
 def check_positive(name: str, value: Any) -> float:
@@ -49,6 +49,21 @@ def check_probability(name: str, value: Any) -> float:
     if not 0.0 < number < 1.0:
         raise ValueError(f"{name} must lie in (0, 1), got {value!r}.")
     return number
+
+
+def check_diagonal_mass(name: str, value: Any) -> np.ndarray:
+    """A diagonal mass (or inverse mass): ``None`` (1), a positive scalar or a vector of
+    positive entries, as a float array of shape ``()`` or ``(dim,)``."""
+    if value is None:
+        return np.ones(())
+    try:
+        array = np.asarray(value, dtype=float)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a positive scalar or a vector of positive entries, got {value!r}.") from None
+    if array.ndim > 1 or not np.all(np.isfinite(array)) or np.any(array <= 0):
+        raise ValueError(f"{name} must be a positive scalar or a vector of positive entries (a diagonal), "
+                         f"got {value!r}.")
+    return array
 
 
 def check_bool(name: str, value: Any) -> bool:

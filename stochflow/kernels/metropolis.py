@@ -17,7 +17,10 @@ For the Langevin proposal :math:`x' = x + h\,d(x) + \sqrt{2h}\,\xi`,
 since the forward residual is :math:`\sqrt{2h}\,\xi`. With :math:`d = \nabla\log\pi`
 this is MALA (Roberts & Tweedie 1996); with a smoothed drift (MYMALA) or an
 interpolated density (the SNF MALA block) the same transition is exact for
-whichever :math:`\pi` enters the ratio.
+whichever :math:`\pi` enters the ratio. Preconditioned by a diagonal inverse mass
+:math:`m`, the proposal is :math:`x' = x + h\,m\,d(x) + \sqrt{2h}\,m^{1/2}\xi` and the
+backward residual is divided by :math:`m^{1/2}` before it is squared (the determinants
+cancel).
 """
 
 from __future__ import annotations
@@ -62,20 +65,23 @@ def langevin_mh(
     evaluate: Callable[[Array], State],
     drift: Callable[[State], Array],
     log_target: Callable[[State], Array],
+    inverse_mass: Array | float = 1.0,
 ) -> tuple[State, Array, MHDecision]:
     """One Metropolis-adjusted Langevin transition from ``state``.
 
     ``evaluate(position)`` builds the state at a point, ``drift(state)`` is the
     proposal's drift there and ``log_target(state)`` the log-density the ratio
-    uses. ``state`` must have ``position`` and ``logdensity`` fields; a proposal
+    uses; ``inverse_mass`` (scalar or per coordinate) preconditions the proposal.
+    ``state`` must have ``position`` and ``logdensity`` fields; a proposal
     whose position, drift or ``logdensity`` is not finite is rejected and
     flagged. Returns the next state, ``log_target`` of it and the decision.
     """
     noise_key, accept_key = jax.random.split(key)
     noise = jax.random.normal(noise_key, state.position.shape, state.position.dtype)
-    proposal = evaluate(langevin_position(state.position, drift(state), step_size, noise))
+    scale = jnp.sqrt(inverse_mass)
+    proposal = evaluate(langevin_position(state.position, inverse_mass * drift(state), step_size, scale * noise))
     current_log_target, proposal_log_target = log_target(state), log_target(proposal)
-    backward = state.position - proposal.position - step_size * drift(proposal)
+    backward = (state.position - proposal.position - step_size * inverse_mass * drift(proposal)) / scale
     log_ratio = (
         proposal_log_target
         - current_log_target

@@ -164,7 +164,10 @@ def sample(
     plan = plan_run(sampler, target, key, num_particles, num_steps, warmup=warmup, thin=thin, init=init,
                     progress=progress, chunk_size=chunk_size, store=store, resume=resume, devices=devices,
                     reproducible=reproducible)
-    state = _strongly_typed(sampler.init(target, plan.positions, plan.keys.state))
+    state = sampler.init(target, plan.positions, plan.keys.state)
+    if plan.warmup and sampler.warmup_step is not None and sampler.start_warmup is not None:
+        state = sampler.start_warmup(state, plan.warmup)
+    state = _strongly_typed(state)
     sink = open_sink(plan)
     try:
         state = sink.restore_state(state)
@@ -177,17 +180,24 @@ def sample(
             warmup_key, sample_key = sharding.shard_tree((warmup_key, sample_key), plan.mesh, plan.num_particles)
         with ProgressBar(plan, done) as bar:
             state, done = _run_warmup(plan, state, warmup_key, sink, bar, done)
+            adapted = _adapted_values(state) if plan.warmup and sampler.warmup_step is not None else {}
             done = _run_sampling(plan, state, sample_key, sink, bar, done)
     except BaseException:
         sink.close()
         raise
 
     trace = sink.finish()
+    trace.adapted = adapted
     trace.checks = _end_of_run_checks(plan, trace, done)
     if checks and trace.checks.problems():
         warnings.warn(f"{sampler.name}: this run cannot be trusted as it is: {'; '.join(trace.checks.problems())}. "
                       "The facts are in trace.checks.", RuntimeWarning, stacklevel=2)
     return trace
+
+
+def _adapted_values(state: Any) -> dict[str, np.ndarray]:
+    """The tunables warmup adapts, as the state holds them (``step_size``, ``inverse_mass``)."""
+    return {name: to_host(getattr(state, name)) for name in ("step_size", "inverse_mass") if hasattr(state, name)}
 
 
 def _end_of_run_checks(plan: RunPlan, trace: Trace, done: Progress) -> RunChecks:

@@ -21,9 +21,10 @@ that differs only in their values runs the same compiled program.
 
 Every ``info`` reports ``logdensity``, ``n_grad`` (gradient or density
 evaluations spent per particle in that step) and ``diverging`` (the step could
-not be trusted). A method with step-size adaptation supplies ``warmup_step``
-(a step that also adapts) and ``end_warmup`` (fixes the adapted values); the
-driver uses them during warmup only.
+not be trusted). A method that adapts supplies ``warmup_step`` (a step that
+also adapts), ``start_warmup`` (told the number of warmup steps, e.g. to lay
+out Stan's windows) and ``end_warmup`` (fixes the adapted values); the driver
+uses them during warmup only.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from typing import Any, Callable, NamedTuple, Optional
 
 import jax
 
+from ..kernels.adaptation import ChainWarmup
 from ..kernels.checks import check_positions
 from ..kernels.particles import ALL_PARTICLES, ParticleAxis, batch_kernel
 from ..target import Target
@@ -91,6 +93,9 @@ class Sampler(NamedTuple):
         the step size).
     end_warmup
         Optional ``state -> state`` called once when warmup ends.
+    start_warmup
+        Optional ``(state, num_warmup) -> state`` called once before the first
+        warmup step of a fresh run (not on resume: the stored state has it).
     num_steps
         For transport samplers with a fixed schedule, the number of steps the
         schedule has; ``None`` for samplers that run for as long as asked.
@@ -124,6 +129,7 @@ class Sampler(NamedTuple):
     requires: Requirements = Requirements()
     chains: bool = False
     divergence: str = NONFINITE_STEP
+    start_warmup: Optional[Callable[[State, int], State]] = None
 
     def check_target(self, target: Target) -> None:
         """A ValueError naming what ``target`` lacks for this sampler."""
@@ -137,8 +143,7 @@ def independent_chains(
     params: dict,
     init_one: Callable[[Target, Array, Array], State],
     kernel: Kernel,
-    warmup_kernel: Optional[Kernel] = None,
-    end_warmup_one: Optional[Callable[[State], State]] = None,
+    warmup: Optional[ChainWarmup] = None,
     requires: Requirements = Requirements(),
     divergence: str = NONFINITE_STEP,
 ) -> Sampler:
@@ -149,7 +154,10 @@ def independent_chains(
     and its ``step`` is :func:`~stochflow.kernels.particles.batch_kernel` of the
     kernel: the same function object for the same kernel, so the driver's
     compiled programs are shared by samplers that differ only in their state's
-    values. The chains never interact, so the sampler is ``shard_local``.
+    values. ``warmup`` (:func:`~stochflow.kernels.adaptation.step_size_warmup`,
+    :func:`~stochflow.kernels.adaptation.window_warmup`) gives the warmup functions.
+    The sampler is ``shard_local``: the chains interact at most through
+    :func:`~stochflow.kernels.particles.all_particles` (a pooled warmup).
     """
 
     def init(target: Target, positions: Array, key: Array) -> State:
@@ -163,8 +171,9 @@ def independent_chains(
         step=batch_kernel(kernel),
         name=name,
         params=dict(params),
-        warmup_step=None if warmup_kernel is None else batch_kernel(warmup_kernel),
-        end_warmup=None if end_warmup_one is None else jax.vmap(end_warmup_one),
+        warmup_step=None if warmup is None else warmup.step,
+        end_warmup=None if warmup is None else warmup.end,
+        start_warmup=None if warmup is None else warmup.start,
         shard_local=True,
         requires=requires,
         chains=True,

@@ -154,9 +154,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..target import Target
+from ..kernels.adaptation import ChainWarmup
 from ..kernels.checks import check_int, check_positive
 from ..kernels.finite import all_finite
+from ..kernels.particles import batch_kernel
+from ..target import Target
 from .base import Sampler, independent_chains
 from .langevin import ula
 
@@ -592,6 +594,7 @@ def rdmc(
         "warm_start_step_size": warm_step,
         "start": start,
     }
-    sampler = independent_chains("rdmc", params, init_one, step_one, warm_start_one)
+    warm_start = ChainWarmup(None, batch_kernel(warm_start_one), None)
+    sampler = independent_chains("rdmc", params, init_one, step_one, warm_start)
     return sampler._replace(num_steps=total_steps, chains=False)  # a transport from noise, not a chain
 

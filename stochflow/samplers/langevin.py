@@ -15,10 +15,15 @@ step of size :math:`h`:
   :math:`x'` with probability
   :math:`\min\{1, \pi(x') q(x \mid x') / (\pi(x) q(x' \mid x))\}`,
   :math:`q(y \mid x) = N(y; x + h\nabla\log\pi(x), 2hI)`, so it is exact.
-  During warmup each chain tunes its own step size by dual averaging
-  (Hoffman & Gelman 2014, Sec. 3.2.1) toward a target acceptance rate
-  (default 0.574, the optimal MALA rate of Roberts & Rosenthal 1998); the
-  averaged iterate is kept when warmup ends.
+  It takes a diagonal preconditioner (inverse mass) :math:`M^{-1}`:
+  :math:`x' = x + h M^{-1}\nabla\log\pi(x) + \sqrt{2h}\,M^{-1/2}\xi`,
+  :math:`q(y \mid x) = N(y; x + hM^{-1}\nabla\log\pi(x), 2hM^{-1})` (Roberts &
+  Stramer 2002's preconditioned MALA; identity by default).
+  Warmup is Stan's windowed adaptation (:mod:`stochflow.kernels.adaptation`): each chain
+  tunes its own step size by dual averaging (Hoffman & Gelman 2014, Sec. 3.2.1) toward a
+  target acceptance rate (default 0.574, the optimal MALA rate of Roberts & Rosenthal
+  1998), and its inverse mass from its draws in the slow windows (or all chains' draws,
+  ``pooled=True``); the averaged step size is kept when warmup ends.
 
 Each step spends one gradient evaluation per particle (``n_grad = 1``): the
 log-density at the new point comes with its gradient.
@@ -34,14 +39,13 @@ size from the state, so every ``sf.ula(h)`` shares one compiled program.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
 
-from ..kernels import adaptation
-from ..kernels.adaptation import StepSizeAdaptation, dual_averaging_init
-from ..kernels.checks import check_bool, check_positive, check_probability
+from ..kernels.adaptation import WindowAdaptation, window_adaptation_init, window_warmup
+from ..kernels.checks import check_bool, check_diagonal_mass, check_positive, check_probability
 from ..kernels.finite import undo_if_nonfinite
 from ..kernels.langevin import langevin_point, langevin_position
 from ..kernels.metropolis import langevin_mh
@@ -69,13 +73,15 @@ class ULAInfo(NamedTuple):
 
 
 class MALAState(NamedTuple):
-    """One MALA chain; ``step_size`` is per chain so each adapts its own."""
+    """One MALA chain; ``step_size`` and the diagonal ``inverse_mass`` are per chain so each
+    adapts its own."""
 
     position: Array
     logdensity: Array
     logdensity_grad: Array
     step_size: Array
-    adaptation: StepSizeAdaptation
+    inverse_mass: Array
+    adaptation: WindowAdaptation
 
 
 class MALAInfo(NamedTuple):
@@ -97,13 +103,14 @@ def ula_kernel(key: Array, state: ULAState, target: Target) -> tuple[ULAState, U
 
 
 def mala_kernel(key: Array, state: MALAState, target: Target) -> tuple[MALAState, MALAInfo]:
-    """One MALA transition: the Langevin proposal, accepted by Metropolis-Hastings."""
+    """One MALA transition: the preconditioned Langevin proposal, accepted by Metropolis-Hastings."""
 
     def evaluate(position: Array) -> MALAState:
         return state._replace(**langevin_point(target.logdensity, position)._asdict())
 
     new_state, logdensity, decision = langevin_mh(
-        key, state, state.step_size, evaluate, lambda s: s.logdensity_grad, lambda s: s.logdensity
+        key, state, state.step_size, evaluate, lambda s: s.logdensity_grad, lambda s: s.logdensity,
+        inverse_mass=state.inverse_mass,
     )
     info = MALAInfo(logdensity, decision.accept_prob, decision.is_accepted, state.step_size, jnp.int32(1),
                     decision.diverging)
@@ -128,8 +135,9 @@ def ula(step_size: float) -> Sampler:
     return independent_chains("ula", {"step_size": step_size}, init_one, ula_kernel)
 
 
-def mala(step_size: float, target_accept: float = 0.574, adapt_step_size: bool = True) -> Sampler:
-    """Metropolis-adjusted Langevin algorithm with per-chain dual-averaging warmup.
+def mala(step_size: float, target_accept: float = 0.574, adapt_step_size: bool = True, adapt_mass: bool = True,
+         pooled: bool = False, inverse_mass: Optional[object] = None) -> Sampler:
+    """Metropolis-adjusted Langevin algorithm with Stan's windowed warmup, per chain.
 
     Parameters
     ----------
@@ -139,23 +147,37 @@ def mala(step_size: float, target_accept: float = 0.574, adapt_step_size: bool =
     target_accept
         Acceptance rate the warmup adapts toward, in (0, 1). Default 0.574.
     adapt_step_size
-        Whether warmup tunes the step size (each chain its own).
+        Whether warmup adapts at all: each chain's step size by dual averaging and, with
+        ``adapt_mass``, its diagonal inverse mass. ``False``: ``warmup`` steps only move
+        the chains.
+    adapt_mass
+        Whether the warmup's slow windows estimate the diagonal inverse mass (needs
+        ``warmup >= 20``; Stan's schedule for 1,000 steps or more is the one to trust).
+    pooled
+        Estimate the inverse mass from all chains' window draws together (one mass for
+        every chain): better with many chains and a short warmup.
+    inverse_mass
+        The diagonal inverse mass to start from (or keep, with ``adapt_mass=False``): a
+        positive scalar or ``(dim,)`` vector; default 1.
     """
     step_size = check_positive("step_size", step_size)
     target_accept = check_probability("target_accept", target_accept)
     adapts = check_bool("adapt_step_size", adapt_step_size)
+    adapts_mass = check_bool("adapt_mass", adapt_mass) and adapts
+    pooled = check_bool("pooled", pooled)
+    start_mass = check_diagonal_mass("inverse_mass", inverse_mass)
 
     def init_one(target: Target, position: Array, key: Array) -> MALAState:
+        if start_mass.ndim == 1 and start_mass.shape[0] != target.dim:
+            raise ValueError(f"inverse_mass has shape {start_mass.shape}, expected ({target.dim},).")
         point = langevin_point(target.logdensity, position)
         h = jnp.asarray(step_size, position.dtype)
-        return MALAState(*point, step_size=h, adaptation=dual_averaging_init(h, target_accept))
+        mass = jnp.broadcast_to(jnp.asarray(start_mass, position.dtype), position.shape)
+        return MALAState(*point, step_size=h, inverse_mass=mass,
+                         adaptation=window_adaptation_init(position, h, target_accept))
 
-    params = {"step_size": step_size, "target_accept": target_accept, "adapt_step_size": adapts}
-    return independent_chains(
-        "mala",
-        params,
-        init_one,
-        mala_kernel,
-        adaptation.adapt_step_size(mala_kernel) if adapts else None,
-        adaptation.end_step_size_adaptation if adapts else None,
-    )
+    params = {"step_size": step_size, "target_accept": target_accept, "adapt_step_size": adapts,
+              "adapt_mass": adapts_mass, "pooled": pooled,
+              "inverse_mass": None if inverse_mass is None else start_mass.tolist()}
+    warmup = window_warmup(mala_kernel, adapt_mass=adapts_mass, pooled=pooled) if adapts else None
+    return independent_chains("mala", params, init_one, mala_kernel, warmup)

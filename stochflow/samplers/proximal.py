@@ -72,7 +72,8 @@ import jax
 import jax.numpy as jnp
 
 from ..geometry.mirrors import MirrorMap, euclidean, resolve_mirror
-from ..kernels.checks import check_in_domain, check_int, check_positions, check_positive
+from ..kernels.adaptation import StepSizeAdaptation, dual_averaging_init, step_size_warmup
+from ..kernels.checks import check_bool, check_in_domain, check_int, check_positions, check_positive, check_probability
 from ..kernels.finite import undo_if_nonfinite
 from ..kernels.langevin import langevin_position
 from ..kernels.metropolis import langevin_mh
@@ -115,6 +116,7 @@ class ProximalState(NamedTuple):
     envelope_grad: Array
     step_size: Array
     smoothing: Array
+    adaptation: Optional[StepSizeAdaptation] = None  # MYMALA's warmup; None for the unadjusted methods
 
 
 class ProximalInfo(NamedTuple):
@@ -261,15 +263,23 @@ def mymala_kernel(key: Array, state: ProximalState, target: Target) -> tuple[Pro
                                  decision.diverging)
 
 
-def _euclidean_proximal(name: str, kernel: Kernel, step_size: float, smoothing: float) -> Sampler:
+def _euclidean_proximal(name: str, kernel: Kernel, step_size: float, smoothing: float,
+                        target_accept: Optional[float] = None) -> Sampler:
+    """A Euclidean proximal sampler; with ``target_accept``, its warmup adapts the step size."""
     gamma = check_positive("step_size", step_size)
     lam = check_positive("smoothing", smoothing)
 
     def init_one(target: Target, position: Array, key: Array) -> ProximalState:
         _require_euclidean_domain(name, target)
-        return _init_state(target, position, _moreau_fn(target, lam), gamma, lam)
+        state = _init_state(target, position, _moreau_fn(target, lam), gamma, lam)
+        if target_accept is None:
+            return state
+        return state._replace(adaptation=dual_averaging_init(state.step_size, target_accept))
 
-    return independent_chains(name, {"step_size": gamma, "smoothing": lam}, init_one, kernel,
+    params = {"step_size": gamma, "smoothing": lam, **({} if target_accept is None else
+                                                      {"target_accept": target_accept})}
+    return independent_chains(name, params, init_one, kernel,
+                              None if target_accept is None else step_size_warmup(kernel),
                               requires=Requirements(nonsmooth=True))
 
 
@@ -293,7 +303,7 @@ def myula(step_size: float, smoothing: float) -> Sampler:
     return _euclidean_proximal("myula", myula_kernel, step_size, smoothing)
 
 
-def mymala(step_size: float, smoothing: float) -> Sampler:
+def mymala(step_size: float, smoothing: float, target_accept: float = 0.574, adapt_step_size: bool = True) -> Sampler:
     r"""MYULA proposal with a Metropolis-Hastings correction against the exact target.
 
     Proposal :math:`x' \sim N(x + \gamma d(x), 2\gamma I)` with the MYULA drift
@@ -301,9 +311,13 @@ def mymala(step_size: float, smoothing: float) -> Sampler:
     accepted with probability
     :math:`\min\{1, \pi(x')q(x\mid x')/(\pi(x)q(x'\mid x))\}`,
     :math:`\pi \propto \exp(\log p - g)`. Exact for any :math:`\gamma, \lambda > 0`
-    (a proposal where :math:`g = +\infty` is rejected).
+    (a proposal where :math:`g = +\infty` is rejected). During warmup each chain adapts
+    :math:`\gamma` by dual averaging toward ``target_accept`` (Hoffman & Gelman 2014, as
+    MALA's step; no mass: the proximal map is Euclidean).
     """
-    return _euclidean_proximal("mymala", mymala_kernel, step_size, smoothing)
+    adapts = check_bool("adapt_step_size", adapt_step_size)
+    target_accept = check_probability("target_accept", target_accept)
+    return _euclidean_proximal("mymala", mymala_kernel, step_size, smoothing, target_accept if adapts else None)
 
 
 # ----------------------------------------------------------- mirror methods
