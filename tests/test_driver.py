@@ -183,3 +183,23 @@ def test_start_outside_support_is_refused():
     with pytest.raises(ValueError, match="not finite at 1 starting position"):
         sf.sample(sf.ula(0.1), target, jax.random.key(0), init=jnp.array([[1.0], [-1.0]]),
                   num_steps=5, progress=False)
+
+
+def test_default_starts_where_the_density_is_not_finite_are_drawn_again():
+    # Half of Uniform(-2, 2)^2 has x0 <= 0, where this density is 0: about half of 64 default
+    # starts land there and are redrawn (each redraw keeps the good rows), so all start inside.
+    target = sf.Target(lambda x: jnp.where(x[0] > 0, -x[0] - 0.5 * x[1] ** 2, -jnp.inf), dim=2)
+    trace = sf.sample(sf.ula(0.01), target, jax.random.key(0), 64, 3, progress=False, checks=False)
+    first = trace.positions[:, 0]
+    assert np.all(np.isfinite(first)) and np.all(first[:, 0] > -0.5)  # one ULA step of 0.01 from x0 > 0
+    # The good default starts are the first draw itself: the same key on a target finite
+    # everywhere starts those particles at the same points.
+    everywhere = sf.Target(lambda x: -x[0] - 0.5 * x[1] ** 2, dim=2)
+    plain = sf.sample(sf.ula(0.01), everywhere, jax.random.key(0), 64, 3, progress=False, checks=False)
+    kept = plain.positions[:, 0, 0] > 0.1  # started well inside x0 > 0 on both targets
+    assert 16 < kept.sum() < 48
+    np.testing.assert_array_equal(first[kept], plain.positions[kept, 0])
+    # A density finite nowhere is still refused, after the redraws.
+    nowhere = sf.Target(lambda x: -jnp.inf * jnp.ones(()) + x[0], dim=2)
+    with pytest.raises(ValueError, match="drawn 100 times"):
+        sf.sample(sf.ula(0.01), nowhere, jax.random.key(0), 4, 3, progress=False)

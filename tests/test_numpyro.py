@@ -256,3 +256,19 @@ def test_models_with_constrained_sites_after_any_import_order(order):
     assert done.returncode == 0, done.stderr[-3000:]
     # d/du log p at u = log tau = 0 of HalfCauchy(5) with the Jacobian e^u: 1 - 2/(1 + 25) = 12/13.
     assert abs(float(done.stdout.strip()) - 12 / 13) < 1e-6
+
+
+def test_mcmc_kernel_runs_the_windowed_warmup_and_shows_the_running_acceptance():
+    # NumPyro tells the kernel num_warmup at init, so Stan's windows are laid out (for 200
+    # steps: windows 75-100 and 100-150, then a 50-step fast buffer): after warmup each chain's
+    # inverse mass is its last window's variance estimate, not the identity it started from.
+    kernel = sf.numpyro_kernel(eight_schools, sf.mala(0.1))
+    mcmc = MCMC(kernel, num_warmup=200, num_samples=50, num_chains=2, chain_method="vectorized",
+                progress_bar=False)
+    mcmc.run(jax.random.key(4), EIGHT_SCHOOLS_SIGMA, y=EIGHT_SCHOOLS_Y, extra_fields=("accept_prob",))
+    state = mcmc.last_state
+    assert not np.allclose(np.asarray(state.inner.inverse_mass), 1.0)
+    # The running mean over the sampling phase is what the progress bar prints.
+    accept = np.asarray(mcmc.get_extra_fields(group_by_chain=True)["accept_prob"])
+    np.testing.assert_allclose(np.asarray(state.mean_accept_prob), accept.mean(axis=1), rtol=1e-4)
+    assert kernel.get_diagnostics_str(state) == f"mala, acc. prob={float(np.mean(accept)):.2f}"

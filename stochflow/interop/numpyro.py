@@ -164,6 +164,7 @@ class NumPyroKernelState(NamedTuple):
     inner: Any
     potential_energy: Array
     accept_prob: Array
+    mean_accept_prob: Array  # running mean over the current phase (warmup, then sampling)
     diverging: Array
     n_grad: Array
     rng_key: Array
@@ -225,6 +226,8 @@ class _StochflowKernel(MCMCKernel):
     def _init_one(self, position: Array, key: Array) -> NumPyroKernelState:
         init_key, key = jax.random.split(key)
         inner = self.sampler.init(self._target, position[None], init_key)
+        if self._num_warmup and self.sampler.warmup_step is not None and self.sampler.start_warmup is not None:
+            inner = self.sampler.start_warmup(inner, self._num_warmup)
         logdensity = self._target.logdensity(position)
         return NumPyroKernelState(
             i=jnp.int32(0),
@@ -232,6 +235,7 @@ class _StochflowKernel(MCMCKernel):
             inner=inner,
             potential_energy=-logdensity,
             accept_prob=jnp.ones((), position.dtype),
+            mean_accept_prob=jnp.zeros((), position.dtype),
             diverging=jnp.zeros((), bool),
             n_grad=jnp.int32(0),
             rng_key=key,
@@ -256,12 +260,15 @@ class _StochflowKernel(MCMCKernel):
         position = inner.position[0]
         info = info._asdict()
         accept_prob = info["accept_prob"][0] if "accept_prob" in info else jnp.ones((), position.dtype)
+        steps_in_phase = jnp.where(in_warmup, state.i, state.i - self._num_warmup) + 1
+        mean_accept_prob = state.mean_accept_prob + (accept_prob - state.mean_accept_prob) / steps_in_phase
         return NumPyroKernelState(
             i=state.i + 1,
             z=self._unravel(position),
             inner=inner,
             potential_energy=-info["logdensity"][0],
             accept_prob=accept_prob,
+            mean_accept_prob=mean_accept_prob,
             diverging=info["diverging"][0],
             n_grad=info["n_grad"][0],
             rng_key=key,
@@ -277,7 +284,7 @@ class _StochflowKernel(MCMCKernel):
         return self._postprocess(model_args, model_kwargs)
 
     def get_diagnostics_str(self, state) -> str:
-        return f"{self.sampler.name}, acc. prob={float(np.mean(state.accept_prob)):.2f}"
+        return f"{self.sampler.name}, acc. prob={float(np.mean(state.mean_accept_prob)):.2f}"
 
 
 def numpyro_kernel(
@@ -292,9 +299,13 @@ def numpyro_kernel(
     ``mcmc = MCMC(sf.numpyro_kernel(model, sf.mala(0.1)), num_warmup=1000, num_samples=1000)``
     then ``mcmc.run(key, *data)``, as with ``NUTS(model)``. Give either a
     ``model`` or a ``potential_fn`` (then ``init_params`` in ``MCMC.run``).
-    Warmup is the sampler's own (MALA adapts each chain's step size). Extra
-    fields: ``accept_prob`` (1 for unadjusted samplers), ``diverging``,
-    ``n_grad``, ``potential_energy``.
+    Warmup is the sampler's own (Stan's windows: each chain's step size and diagonal
+    mass; ``pooled=True`` pools nothing here, as NumPyro runs each chain on its own). The
+    progress bar shows the running mean acceptance of the current phase, as NumPyro's NUTS
+    does. Extra fields: ``accept_prob`` (1 for unadjusted samplers), ``mean_accept_prob``,
+    ``diverging``, ``n_grad``, ``potential_energy``. NumPyro's ``MCMC`` has no end-of-run
+    hook for a kernel: check the run with ``mcmc.print_summary()`` (R-hat, ESS, divergences)
+    or ``sf.diagnostics.checks.run_checks`` on the samples.
     """
     if (model is None) == (potential_fn is None):
         raise ValueError("numpyro_kernel needs exactly one of model or potential_fn.")

@@ -38,6 +38,7 @@ __all__ = ["RunKeys", "RunPlan", "plan_run", "default_init"]
 CHUNK_BYTES = 64 * 2**20
 # Number of chunks a phase is cut into by default, so the progress bar moves.
 DEFAULT_CHUNKS = 20
+MAX_INIT_TRIES = 100  # redraws of default starts where the density or its gradient is not finite
 
 
 class RunKeys(NamedTuple):
@@ -109,24 +110,30 @@ def _resolve_num_steps(sampler: Sampler, num_steps: Optional[int]) -> int:
 
 
 @functools.lru_cache(maxsize=64)
-def _batched_logdensity(target: Target) -> Callable[[Array], Array]:
-    """``target``'s log-density over a batch of positions, compiled once per target (cached
-    by identity, as the driver's chunk programs are), so another run on it compiles nothing."""
+def _batched_start_values(target: Target) -> Callable[[Array], tuple[Array, Array]]:
+    """``target``'s log-density over a batch of positions and whether its gradient is finite
+    there, compiled once per target (cached by identity, as the driver's chunk programs are),
+    so another run on it compiles nothing."""
     # Compiled, not eager: eagerly, every primitive of the density is compiled on its own the
     # first time it is seen (a NumPyro model with three constrained sites: 6.6 s eager, against
     # one program of well under a second; a 100-d Gaussian pays 16 ms instead of 0.6 ms).
-    return jax.jit(jax.vmap(target.logdensity))
+    def values(position: Array) -> tuple[Array, Array]:
+        value, grad = jax.value_and_grad(target.logdensity)(position)
+        return value, jnp.all(jnp.isfinite(grad))
+
+    return jax.jit(jax.vmap(values))
 
 
 def _check_start(target: Target, positions: Array) -> np.ndarray:
     """The log-density at the starting positions; refuses starts outside the target."""
-    logdensity = _batched_logdensity(target)(positions)
+    logdensity = _batched_start_values(target)(positions)[0]
     bad = np.flatnonzero(~np.isfinite(np.asarray(logdensity)))
     if bad.size:
         raise ValueError(
             f"the log-density is not finite at {bad.size} starting position(s) "
             f"(particles {bad[:10].tolist()}{'...' if bad.size > 10 else ''}); "
-            "start inside the support, e.g. pass init= explicitly."
+            "start inside the support, e.g. pass init= explicitly (default starts are drawn "
+            f"{MAX_INIT_TRIES} times before they are refused)."
         )
     checks = [("support", target.support)]
     if target.mirror is not None:
@@ -153,9 +160,33 @@ def _chunk_draws(num_draws: int, thin: int, bytes_per_draw: int, chunk_size: Opt
     return max(1, min(num_draws, by_memory, by_progress))
 
 
+def _good_starts(target: Target, positions: Array) -> np.ndarray:
+    """Per position: log-density and gradient finite, and inside the support if it has one."""
+    value, grad_finite = _batched_start_values(target)(positions)
+    good = np.isfinite(np.asarray(value)) & np.asarray(grad_finite)
+    if target.support is not None:
+        good &= np.asarray(jax.vmap(target.support)(positions))
+    return good
+
+
+def _redraw_bad_starts(target: Target, key: Array, positions: Array) -> Array:
+    """Default starts where the log-density or its gradient is not finite are drawn again (as
+    NumPyro's ``init_to_uniform`` does), each try with its own key, at most
+    :data:`MAX_INIT_TRIES` times; the rows that were fine are kept, so a target fine
+    everywhere gets the first draw. Starts still bad after that are refused by the start check."""
+    bad = ~_good_starts(target, positions)
+    for attempt in range(1, MAX_INIT_TRIES + 1):
+        if not bad.any():
+            break
+        fresh = default_init(target, jax.random.fold_in(key, attempt), positions.shape[0])
+        positions = jnp.where(jnp.asarray(bad)[:, None], fresh, positions)
+        bad = ~_good_starts(target, positions)
+    return positions
+
+
 def _start_positions(target: Target, key: Array, num_particles: int, init: Optional[Any]) -> Array:
     if init is None:
-        return default_init(target, key, num_particles)
+        return _redraw_bad_starts(target, key, default_init(target, key, num_particles))
     positions = check_positions(target, jnp.asarray(init, default_dtype()))
     if positions.shape[0] != num_particles:
         raise ValueError(f"init has {positions.shape[0]} particles but num_particles={num_particles}.")
