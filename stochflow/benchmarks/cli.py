@@ -15,6 +15,9 @@ import jax
 
 from .. import __version__, models
 from .harness import check_names, run_grid
+from .posteriordb import SAMPLERS as POSTERIORDB_SAMPLERS
+from .posteriordb import __doc__ as suite_doc
+from .posteriordb import markdown_table, run_suite
 from .report import FLOOR, markdown_report, plot_curves, plot_samples, write_csv
 from .specs import MISSING, SAMPLERS, describe
 
@@ -37,6 +40,10 @@ def _parser() -> argparse.ArgumentParser:
     bench = commands.add_parser("bench", help="run samplers on benchmark targets at equal gradient budgets")
     bench.add_argument("--quick", action="store_true",
                        help=f"a small grid (targets {', '.join(QUICK_TARGETS)}; budget {QUICK_BUDGETS[0]}) in < 3 min")
+    bench.add_argument("--suite", choices=("grid", "posteriordb"), default="grid",
+                       help="'grid' (default): samplers x benchmark targets x budgets; 'posteriordb': the chain "
+                            "samplers on posteriordb reference posteriors beside NumPyro NUTS (--targets picks "
+                            "posteriors, --samplers among " + ", ".join(POSTERIORDB_SAMPLERS) + ")")
     bench.add_argument("--samplers", nargs="+", help=f"default: all ({', '.join(SAMPLERS)})")
     bench.add_argument("--targets", nargs="+", help=f"default: {', '.join(FULL_TARGETS)}; all: {', '.join(models.names())}")
     bench.add_argument("--budget", nargs="+", type=int, help="gradient evaluations per particle (several allowed)")
@@ -82,7 +89,31 @@ def _header(args, command: str, elapsed: float, targets, budgets, seeds, particl
     return "\n".join(lines)
 
 
+def bench_posteriordb(args: argparse.Namespace) -> int:
+    from ..models import posteriordb as pdb
+
+    posteriors = check_names(args.targets, pdb.names(), "posterior") if args.targets else pdb.names()
+    samplers = check_names(args.samplers, POSTERIORDB_SAMPLERS, "sampler") if args.samplers else None
+    out = pathlib.Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    rows = run_suite(posteriors, samplers, seed=args.seeds or 0,
+                     progress=(lambda line: None) if args.no_progress else print)
+    elapsed = time.perf_counter() - start
+    machine = f"{platform.machine()}, {os.cpu_count()} CPU core(s), Python {platform.python_version()}"
+    report = (f"# stochflow posteriordb suite\n\n`stochflow bench --suite posteriordb` — stochflow {__version__}, "
+              f"{machine}, jax {jax.__version__}, {elapsed:.0f} s.\n\n" + suite_doc.strip() + "\n\n"
+              + markdown_table(rows) + "\n")
+    (out / "posteriordb.md").write_text(report)
+    write_csv(rows, out / "posteriordb.csv")
+    print(report)
+    print(f"wrote {out / 'posteriordb.md'} and {out / 'posteriordb.csv'}")
+    return 0
+
+
 def bench(args: argparse.Namespace) -> int:
+    if args.suite == "posteriordb":
+        return bench_posteriordb(args)
     samplers = check_names(args.samplers, SAMPLERS, "sampler")
     targets = check_names(args.targets or (QUICK_TARGETS if args.quick else FULL_TARGETS), models.names(), "target")
     budgets = args.budget or (QUICK_BUDGETS if args.quick else FULL_BUDGETS)

@@ -314,6 +314,8 @@ def window_warmup(kernel: Kernel, adapt_mass: bool = True, pooled: bool = False,
 
     def step(target: Any, state: Any, key: Array, axis: ParticleAxis = ALL_PARTICLES) -> tuple[Any, Any]:
         state, info = accumulate(target, state, key, axis)
+        if not adapt_mass:  # no window ever closes (and a given mass may be dense)
+            return state, info
         if pooled:
             gathered = jax.tree_util.tree_map(lambda leaf: all_particles(leaf, axis), state.adaptation.moments)
             variance = regularised_variance(welford_pool(gathered))
