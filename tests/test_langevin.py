@@ -134,3 +134,23 @@ def test_windowed_warmup_recovers_a_diagonal_mass(pooled):
     assert np.all(steps == steps[:, :1]) and np.all(trace.adapted["step_size"] == steps[:, 0])
     assert abs(trace.stats["accept_prob"].mean() - 0.574) < sf.diagnostics.checks.ACCEPT_TOLERANCE
     assert trace.checks.problems() == []
+
+
+def test_dense_windowed_warmup_recovers_a_rotated_covariance():
+    # A rotated Gaussian (condition 100), where no diagonal mass helps: with dense_mass the
+    # windows estimate the covariance. Pooled over 8 chains, the last window (1,300 draws a
+    # chain) is worth n_eff ~ 2,000 (ESS per draw measured ~0.2 after warmup), and an entry of a
+    # sample covariance has SE sqrt((S_ii S_jj + S_ij^2) / n_eff). Tolerance: 5 SE per entry.
+    target = sf.models.anisotropic_gaussian(dim=10, condition_number=100.0)
+    cov = np.asarray(target.truth.cov)
+    trace = sf.sample(sf.mala(0.05, dense_mass=True, pooled=True), target, jax.random.key(0), 8, 2_000,
+                      warmup=3_000, progress=False)
+    estimate = trace.adapted["inverse_mass"]
+    assert estimate.shape == (8, 10, 10) and np.all(estimate == estimate[:1])
+    se = np.sqrt((np.outer(np.diag(cov), np.diag(cov)) + cov**2) / 2_000)
+    assert np.all(np.abs(estimate[0] - cov) < 5 * se), np.max(np.abs(estimate[0] - cov) / se)
+    # It mixes where the diagonal mass cannot (measured min bulk ESS 3,966 against 68 over the
+    # same 16,000 draws), and it is exact.
+    ess = mcse_check(trace.positions, target.truth.mean, "mean")
+    assert ess.min() > 1_000
+    assert trace.checks.problems() == []

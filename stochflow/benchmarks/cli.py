@@ -16,8 +16,7 @@ import jax
 from .. import __version__, models
 from .harness import check_names, run_grid
 from .posteriordb import SAMPLERS as POSTERIORDB_SAMPLERS
-from .posteriordb import __doc__ as suite_doc
-from .posteriordb import markdown_table, run_suite
+from .posteriordb import markdown_table, protocol, run_suite
 from .report import FLOOR, markdown_report, plot_curves, plot_samples, write_csv
 from .specs import MISSING, SAMPLERS, describe
 
@@ -102,7 +101,7 @@ def bench_posteriordb(args: argparse.Namespace) -> int:
     elapsed = time.perf_counter() - start
     machine = f"{platform.machine()}, {os.cpu_count()} CPU core(s), Python {platform.python_version()}"
     report = (f"# stochflow posteriordb suite\n\n`stochflow bench --suite posteriordb` — stochflow {__version__}, "
-              f"{machine}, jax {jax.__version__}, {elapsed:.0f} s.\n\n" + suite_doc.strip() + "\n\n"
+              f"{machine}, jax {jax.__version__}, {elapsed:.0f} s.\n\n" + protocol() + "\n\n"
               + markdown_table(rows) + "\n")
     (out / "posteriordb.md").write_text(report)
     write_csv(rows, out / "posteriordb.csv")

@@ -3,9 +3,9 @@
 * :mod:`.checks` -- argument checks raised before anything compiles;
 * :mod:`.finite` -- undo-and-flag of a step with a non-finite value;
 * :mod:`.langevin` -- the Euler-Maruyama Langevin proposal;
-* :mod:`.metropolis` -- Metropolis-Hastings acceptance and the adjusted Langevin transition;
+* :mod:`.metropolis` -- Metropolis-Hastings acceptance and the (preconditioned) adjusted Langevin transition;
 * :mod:`.integrators` -- B/A/O/U pieces of underdamped Langevin splittings;
-* :mod:`.adaptation` -- dual-averaging step-size adaptation;
+* :mod:`.adaptation` -- dual averaging and Stan's windowed warmup (step size, diagonal or dense mass);
 * :mod:`.particles` -- the explicit particle axis: per-particle keys, maps and gathers;
 * :mod:`.stein` -- radial kernels, blocked pairwise sums and the median heuristic.
 """

@@ -158,33 +158,46 @@ class Welford(NamedTuple):
     m2: Array
 
 
-def welford_init(position: Array) -> Welford:
+def welford_init(position: Array, dense: bool = False) -> Welford:
+    """No draws yet; ``dense``: the sum of squared deviations as a ``(d, d)`` matrix (for a
+    covariance) rather than a ``(d,)`` vector (variances)."""
     zeros = jnp.zeros_like(position)
-    return Welford(jnp.zeros((), position.dtype), zeros, zeros)
+    m2 = jnp.zeros(position.shape * 2, position.dtype) if dense else zeros
+    return Welford(jnp.zeros((), position.dtype), zeros, m2)
+
+
+def _outer_or_product(a: Array, b: Array, m2: Array) -> Array:
+    return jnp.outer(a, b) if m2.ndim == 2 else a * b
 
 
 def welford_add(moments: Welford, x: Array) -> Welford:
     count = moments.count + 1
     delta = x - moments.mean
     mean = moments.mean + delta / count
-    return Welford(count, mean, moments.m2 + delta * (x - mean))
+    return Welford(count, mean, moments.m2 + _outer_or_product(delta, x - mean, moments.m2))
 
 
 def welford_pool(moments: Welford) -> Welford:
     """The moments of all draws together from per-chain moments (leading axis: chains), by
-    Chan, Golub & LeVeque's combination: ``M2 = sum M2_c + sum n_c (mean_c - mean)^2``."""
+    Chan, Golub & LeVeque's combination: ``M2 = sum M2_c + sum n_c (mean_c - mean)(mean_c - mean)^T``."""
     count = jnp.sum(moments.count)
     weights = moments.count[:, None] / jnp.maximum(count, 1)
     mean = jnp.sum(weights * moments.mean, axis=0)
-    m2 = jnp.sum(moments.m2, axis=0) + jnp.sum(moments.count[:, None] * (moments.mean - mean) ** 2, axis=0)
-    return Welford(count, mean, m2)
+    offsets = moments.mean - mean
+    between = jax.vmap(_outer_or_product, in_axes=(0, 0, None))(offsets, offsets, moments.m2[0])
+    counts = moments.count.reshape((-1,) + (1,) * (moments.m2.ndim - 1))
+    return Welford(count, mean, jnp.sum(moments.m2, axis=0) + jnp.sum(counts * between, axis=0))
 
 
 def regularised_variance(moments: Welford) -> Array:
-    """Stan's estimate ``n/(n+5) Var + 1e-3 * 5/(n+5)`` (sample variance, ``n - 1`` denominator)."""
+    """Stan's estimate ``n/(n+5) Var + 1e-3 * 5/(n+5)`` (sample variance, ``n - 1`` denominator),
+    or for dense moments the covariance shrunk alike toward ``1e-3 I`` (Stan's dense metric)."""
     n = moments.count
     variance = moments.m2 / jnp.maximum(n - 1, 1)
-    return (n / (n + 5)) * variance + 1e-3 * (5 / (n + 5))
+    shrink = 1e-3 * (5 / (n + 5))
+    if moments.m2.ndim == 2:
+        return (n / (n + 5)) * variance + shrink * jnp.eye(variance.shape[0], dtype=variance.dtype)
+    return (n / (n + 5)) * variance + shrink
 
 
 # The windowed schedule -------------------------------------------------------------------------
@@ -231,10 +244,11 @@ class WindowAdaptation(NamedTuple):
 
 
 def window_adaptation_init(position: Array, step_size: Array, target_accept: Array,
-                           explore: float = 10.0) -> WindowAdaptation:
-    """A chain's adaptation state before warmup (no windows until ``ChainWarmup.start`` sets them)."""
+                           explore: float = 10.0, dense: bool = False) -> WindowAdaptation:
+    """A chain's adaptation state before warmup (no windows until ``ChainWarmup.start`` sets them);
+    ``dense``: the windows estimate a covariance (a dense inverse mass)."""
     return WindowAdaptation(dual_averaging_init(step_size, target_accept, explore), jnp.zeros((), jnp.int32),
-                            no_windows(), welford_init(position))
+                            no_windows(), welford_init(position, dense))
 
 
 class Tunables(NamedTuple):
@@ -292,7 +306,8 @@ def _close_window(state: Any, variance: Array, tunables: Tunables) -> Any:
     restarted = dual_averaging_init(tunables.step_size(state), adapting.step_size.target_accept, tunables.explore)
     keep = lambda new, old: jax.tree_util.tree_map(lambda a, b: jnp.where(closing, a, b), new, old)  # noqa: E731
     adapting = adapting._replace(step_size=keep(restarted, adapting.step_size),
-                                 moments=keep(welford_init(state.position), adapting.moments))
+                                 moments=keep(jax.tree_util.tree_map(jnp.zeros_like, adapting.moments),
+                                              adapting.moments))
     state = state._replace(adaptation=adapting)
     return keep(tunables.with_inverse_mass(state, variance), state)
 

@@ -17,10 +17,10 @@ For the Langevin proposal :math:`x' = x + h\,d(x) + \sqrt{2h}\,\xi`,
 since the forward residual is :math:`\sqrt{2h}\,\xi`. With :math:`d = \nabla\log\pi`
 this is MALA (Roberts & Tweedie 1996); with a smoothed drift (MYMALA) or an
 interpolated density (the SNF MALA block) the same transition is exact for
-whichever :math:`\pi` enters the ratio. Preconditioned by a diagonal inverse mass
-:math:`m`, the proposal is :math:`x' = x + h\,m\,d(x) + \sqrt{2h}\,m^{1/2}\xi` and the
-backward residual is divided by :math:`m^{1/2}` before it is squared (the determinants
-cancel).
+whichever :math:`\pi` enters the ratio. Preconditioned by an inverse mass
+:math:`M^{-1} = LL^\top` (diagonal, or dense with Cholesky factor :math:`L`), the proposal is
+:math:`x' = x + h\,M^{-1}d(x) + \sqrt{2h}\,L\xi` and the backward residual is whitened by
+:math:`L^{-1}` before it is squared (the determinants cancel).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from .langevin import langevin_position
 Array = jax.Array
 State = TypeVar("State")
 
-__all__ = ["MHDecision", "mh_accept", "langevin_mh"]
+__all__ = ["MHDecision", "mh_accept", "preconditioner", "langevin_mh"]
 
 
 class MHDecision(NamedTuple):
@@ -58,6 +58,17 @@ def mh_accept(key: Array, log_ratio: Array, proposal: State, current: State,
     return keep_if(accepted, proposal, current), MHDecision(accept_prob, accepted, ~jnp.asarray(valid))
 
 
+def preconditioner(inverse_mass: Array | float) -> tuple[Callable, Callable, Callable]:
+    """``(v -> M^-1 v, xi -> M^-1/2 xi, r -> M^1/2 r)`` for a scalar or diagonal ``(d,)`` inverse
+    mass, or a dense ``(d, d)`` one (``M^-1/2`` its Cholesky factor ``L``, ``M^1/2 r = L^-1 r``)."""
+    if jnp.ndim(inverse_mass) == 2:
+        factor = jnp.linalg.cholesky(inverse_mass)
+        return (lambda v: inverse_mass @ v, lambda xi: factor @ xi,
+                lambda r: jax.scipy.linalg.solve_triangular(factor, r, lower=True))
+    scale = jnp.sqrt(inverse_mass)
+    return (lambda v: inverse_mass * v), (lambda xi: scale * xi), (lambda r: r / scale)
+
+
 def langevin_mh(
     key: Array,
     state: State,
@@ -71,17 +82,17 @@ def langevin_mh(
 
     ``evaluate(position)`` builds the state at a point, ``drift(state)`` is the
     proposal's drift there and ``log_target(state)`` the log-density the ratio
-    uses; ``inverse_mass`` (scalar or per coordinate) preconditions the proposal.
+    uses; ``inverse_mass`` (scalar, per coordinate, or a dense matrix) preconditions the proposal.
     ``state`` must have ``position`` and ``logdensity`` fields; a proposal
     whose position, drift or ``logdensity`` is not finite is rejected and
     flagged. Returns the next state, ``log_target`` of it and the decision.
     """
     noise_key, accept_key = jax.random.split(key)
     noise = jax.random.normal(noise_key, state.position.shape, state.position.dtype)
-    scale = jnp.sqrt(inverse_mass)
-    proposal = evaluate(langevin_position(state.position, inverse_mass * drift(state), step_size, scale * noise))
+    precondition, colour, whiten = preconditioner(inverse_mass)
+    proposal = evaluate(langevin_position(state.position, precondition(drift(state)), step_size, colour(noise)))
     current_log_target, proposal_log_target = log_target(state), log_target(proposal)
-    backward = (state.position - proposal.position - step_size * inverse_mass * drift(proposal)) / scale
+    backward = whiten(state.position - proposal.position - step_size * precondition(drift(proposal)))
     log_ratio = (
         proposal_log_target
         - current_log_target

@@ -73,8 +73,8 @@ class ULAInfo(NamedTuple):
 
 
 class MALAState(NamedTuple):
-    """One MALA chain; ``step_size`` and the diagonal ``inverse_mass`` are per chain so each
-    adapts its own."""
+    """One MALA chain; ``step_size`` and ``inverse_mass`` (diagonal ``(d,)``, or ``(d, d)`` with
+    ``dense_mass``) are per chain so each adapts its own."""
 
     position: Array
     logdensity: Array
@@ -136,7 +136,7 @@ def ula(step_size: float) -> Sampler:
 
 
 def mala(step_size: float, target_accept: float = 0.574, adapt_step_size: bool = True, adapt_mass: bool = True,
-         pooled: bool = False, inverse_mass: Optional[object] = None) -> Sampler:
+         pooled: bool = False, inverse_mass: Optional[object] = None, dense_mass: bool = False) -> Sampler:
     """Metropolis-adjusted Langevin algorithm with Stan's windowed warmup, per chain.
 
     Parameters
@@ -159,6 +159,11 @@ def mala(step_size: float, target_accept: float = 0.574, adapt_step_size: bool =
     inverse_mass
         The diagonal inverse mass to start from (or keep, with ``adapt_mass=False``): a
         positive scalar or ``(dim,)`` vector; default 1.
+    dense_mass
+        Estimate a dense inverse mass (the windows' covariance, Stan's ``dense_e``) instead
+        of a diagonal one, starting from the identity: for strongly correlated posteriors
+        (a regression's intercept and slope). Each step then factors the ``(d, d)`` matrix
+        (O(d^3)); the diagonal is the default.
     """
     step_size = check_positive("step_size", step_size)
     target_accept = check_probability("target_accept", target_accept)
@@ -166,18 +171,24 @@ def mala(step_size: float, target_accept: float = 0.574, adapt_step_size: bool =
     adapts_mass = check_bool("adapt_mass", adapt_mass) and adapts
     pooled = check_bool("pooled", pooled)
     start_mass = check_diagonal_mass("inverse_mass", inverse_mass)
+    dense = check_bool("dense_mass", dense_mass)
+    if dense and inverse_mass is not None:
+        raise ValueError("dense_mass=True starts from the identity; leave inverse_mass out.")
 
     def init_one(target: Target, position: Array, key: Array) -> MALAState:
         if start_mass.ndim == 1 and start_mass.shape[0] != target.dim:
             raise ValueError(f"inverse_mass has shape {start_mass.shape}, expected ({target.dim},).")
         point = langevin_point(target.logdensity, position)
         h = jnp.asarray(step_size, position.dtype)
-        mass = jnp.broadcast_to(jnp.asarray(start_mass, position.dtype), position.shape)
+        if dense:
+            mass = jnp.eye(position.shape[0], dtype=position.dtype)
+        else:
+            mass = jnp.broadcast_to(jnp.asarray(start_mass, position.dtype), position.shape)
         return MALAState(*point, step_size=h, inverse_mass=mass,
-                         adaptation=window_adaptation_init(position, h, target_accept))
+                         adaptation=window_adaptation_init(position, h, target_accept, dense=dense))
 
     params = {"step_size": step_size, "target_accept": target_accept, "adapt_step_size": adapts,
-              "adapt_mass": adapts_mass, "pooled": pooled,
+              "adapt_mass": adapts_mass, "pooled": pooled, "dense_mass": dense,
               "inverse_mass": None if inverse_mass is None else start_mass.tolist()}
     warmup = window_warmup(mala_kernel, adapt_mass=adapts_mass, pooled=pooled) if adapts else None
     return independent_chains("mala", params, init_one, mala_kernel, warmup)
