@@ -159,7 +159,7 @@ def laplace_gmm(n_components: int = 2, alpha: float = 0.15) -> Target:
 
     def sample(key, n):
         return _rejection(
-            key, n, likelihood.sample, lambda x: -alpha * jnp.sum(jnp.abs(x), axis=-1), max(4 * n, 1024)
+            key, n, likelihood.truth.sample, lambda x: -alpha * jnp.sum(jnp.abs(x), axis=-1), max(4 * n, 1024)
         )
 
     return Target(
