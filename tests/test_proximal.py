@@ -372,7 +372,7 @@ def test_myula_follows_the_moreau_yosida_law_and_its_bias_shrinks_with_lambda():
     laplace = sf.models.laplace()
     bias_to_laplace = {}
     for lam in (1.0, 0.1):
-        last = {h: myula_last_draws(h, lam, laplace.sample(jax.random.key(10 + seed), n), 10.0, seed)
+        last = {h: myula_last_draws(h, lam, laplace.truth.sample(jax.random.key(10 + seed), n), 10.0, seed)
                 for seed, h in enumerate((step, 2 * step))}
         m1, m2 = huber_law_moments(lam)
         abs_x = {h: iid_mean_and_se(np.abs(x)) for h, x in last.items()}
@@ -397,7 +397,7 @@ def run_chains(sampler, target, num_particles, num_steps, seed, thin=1):
     run with key seed."""
     key_run, key_init = jax.random.key(seed), jax.random.key(seed + 1)
     trace = sf.sample(sampler, target, key_run, num_particles=num_particles, num_steps=num_steps, thin=thin,
-                      init=target.sample(key_init, num_particles), progress=False, chunk_size=num_steps)
+                      init=target.truth.sample(key_init, num_particles), progress=False, chunk_size=num_steps)
     assert trace.num_divergent == 0
     return np.asarray(trace.positions, dtype=float)
 
