@@ -35,11 +35,12 @@ accumulators), so that many short chains estimate the mass as well as a few long
 (cross-chain adaptation, as in Hoffman & Sountsov's ChEES and MEADS); each chain still
 adapts its own step size.
 
-:func:`step_size_warmup` and :func:`window_warmup` turn a one-chain kernel into a
-:class:`ChainWarmup`: the particle-set functions a sampler runs at the start of warmup,
-at each warmup step and at its end. The kernel's state needs ``position``,
-``step_size`` and ``adaptation`` fields (and ``inverse_mass`` for the windowed
-warmup), its info an ``accept_prob``.
+:func:`window_warmup` turns a one-chain kernel into a :class:`ChainWarmup`: the
+particle-set functions a sampler runs at the start of warmup, at each warmup step and at
+its end (``adapt_mass=False``: no windows, dual averaging of the step alone). With the
+default :data:`FIELDS` tunables the kernel's state needs ``position``, ``step_size`` and
+``adaptation`` fields (and ``inverse_mass`` when the mass adapts), its info an
+``accept_prob``.
 """
 
 from __future__ import annotations
@@ -59,10 +60,10 @@ State = Any
 Kernel = Callable[[Array, State, Any], tuple[State, Any]]
 StepFn = Callable[..., tuple[State, Any]]
 
-__all__ = ["StepSizeAdaptation", "dual_averaging_init", "dual_averaging_update", "dual_averaging_step_size",
-           "dual_averaging_error_update", "adapt_step_size", "end_step_size_adaptation", "Welford", "welford_init", "welford_add", "welford_pool",
+__all__ = ["StepSizeAdaptation", "dual_averaging_init", "dual_averaging_step_size",
+           "dual_averaging_error_update", "Welford", "welford_init", "welford_add", "welford_pool",
            "regularised_variance", "WindowSchedule", "window_schedule", "no_windows", "WindowAdaptation",
-           "window_adaptation_init", "ChainWarmup", "step_size_warmup", "window_warmup", "Tunables", "FIELDS",
+           "window_adaptation_init", "ChainWarmup", "window_warmup", "Tunables", "FIELDS",
            "MAX_WINDOWS"]
 
 MAX_WINDOWS = 32  # slow windows double in length: 32 cover any warmup below 25 * 2**32 steps
@@ -90,12 +91,6 @@ def dual_averaging_init(step_size: Array, target_accept: Array, explore: float =
     return StepSizeAdaptation(averaging, jnp.asarray(target_accept, step_size.dtype))
 
 
-def dual_averaging_update(adaptation: StepSizeAdaptation, accept_prob: Array) -> tuple[StepSizeAdaptation, Array]:
-    """One averaging step after a transition accepted with probability ``accept_prob``
-    (a NaN counts as 0); returns the new state and the step size to use next."""
-    return dual_averaging_error_update(adaptation, adaptation.target_accept - jnp.nan_to_num(accept_prob))
-
-
 def dual_averaging_error_update(adaptation: StepSizeAdaptation, error: Array,
                                 gamma: float = 0.05) -> tuple[StepSizeAdaptation, Array]:
     """One averaging step on ``error`` (delta - alpha_t: positive when the step is too large);
@@ -114,24 +109,6 @@ def dual_averaging_step_size(adaptation: StepSizeAdaptation) -> Array:
     return jnp.exp(adaptation.averaging.log_x_avg)
 
 
-@functools.lru_cache(maxsize=None)
-def adapt_step_size(kernel: Kernel) -> Kernel:
-    """The warmup kernel of ``kernel``: a transition, then one dual-averaging update
-    of the chain's own step size. Cached, so the same kernel gives the same function."""
-
-    def warmup_kernel(key: Array, state: Any, target: Any) -> tuple[Any, Any]:
-        new_state, info = kernel(key, state, target)
-        adaptation, step_size = dual_averaging_update(new_state.adaptation, info.accept_prob)
-        return new_state._replace(step_size=step_size.astype(state.step_size.dtype), adaptation=adaptation), info
-
-    return warmup_kernel
-
-
-def end_step_size_adaptation(state: Any) -> Any:
-    """Fix the averaged step size at the end of warmup."""
-    return state._replace(step_size=dual_averaging_step_size(state.adaptation).astype(state.step_size.dtype))
-
-
 class ChainWarmup(NamedTuple):
     """A chain method's warmup, over the particle set: ``start(state, num_warmup)`` once before
     the first warmup step, ``step(target, state, key, axis)`` instead of the sampler's step,
@@ -140,12 +117,6 @@ class ChainWarmup(NamedTuple):
     start: Optional[Callable[[State, int], State]]
     step: StepFn
     end: Optional[Callable[[State], State]]
-
-
-@functools.lru_cache(maxsize=None)
-def step_size_warmup(kernel: Kernel) -> ChainWarmup:
-    """Dual averaging of each chain's own step size during the whole warmup."""
-    return ChainWarmup(None, batch_kernel(adapt_step_size(kernel)), jax.vmap(end_step_size_adaptation))
 
 
 # Welford's running moments ---------------------------------------------------------------------

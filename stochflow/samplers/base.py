@@ -154,8 +154,8 @@ def independent_chains(
     and its ``step`` is :func:`~stochflow.kernels.particles.batch_kernel` of the
     kernel: the same function object for the same kernel, so the driver's
     compiled programs are shared by samplers that differ only in their state's
-    values. ``warmup`` (:func:`~stochflow.kernels.adaptation.step_size_warmup`,
-    :func:`~stochflow.kernels.adaptation.window_warmup`) gives the warmup functions.
+    values. ``warmup`` (e.g. :func:`~stochflow.kernels.adaptation.window_warmup`) gives the
+    warmup functions.
     The sampler is ``shard_local``: the chains interact at most through
     :func:`~stochflow.kernels.particles.all_particles` (a pooled warmup).
     """

@@ -72,7 +72,7 @@ import jax
 import jax.numpy as jnp
 
 from ..geometry.mirrors import MirrorMap, euclidean, resolve_mirror
-from ..kernels.adaptation import StepSizeAdaptation, dual_averaging_init, step_size_warmup
+from ..kernels.adaptation import WindowAdaptation, window_adaptation_init, window_warmup
 from ..kernels.checks import check_bool, check_in_domain, check_int, check_positions, check_positive, check_probability
 from ..kernels.finite import undo_if_nonfinite
 from ..kernels.langevin import langevin_position
@@ -116,7 +116,7 @@ class ProximalState(NamedTuple):
     envelope_grad: Array
     step_size: Array
     smoothing: Array
-    adaptation: Optional[StepSizeAdaptation] = None  # MYMALA's warmup; None for the unadjusted methods
+    adaptation: Optional[WindowAdaptation] = None  # MYMALA's warmup; None for the unadjusted methods
 
 
 class ProximalInfo(NamedTuple):
@@ -274,12 +274,12 @@ def _euclidean_proximal(name: str, kernel: Kernel, step_size: float, smoothing: 
         state = _init_state(target, position, _moreau_fn(target, lam), gamma, lam)
         if target_accept is None:
             return state
-        return state._replace(adaptation=dual_averaging_init(state.step_size, target_accept))
+        return state._replace(adaptation=window_adaptation_init(position, state.step_size, target_accept))
 
     params = {"step_size": gamma, "smoothing": lam, **({} if target_accept is None else
                                                       {"target_accept": target_accept})}
     return independent_chains(name, params, init_one, kernel,
-                              None if target_accept is None else step_size_warmup(kernel),
+                              None if target_accept is None else window_warmup(kernel, adapt_mass=False),
                               requires=Requirements(nonsmooth=True))
 
 
