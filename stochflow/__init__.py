@@ -9,9 +9,7 @@
 from ._version import __version__
 from . import diagnostics, flows, geometry, interop, models, samplers
 from .run import default_init, sample
-from .samplers import Sampler, bmmla, bmumla, mala, mla, mymala, myula, rdmc, ula, underdamped
-from .samplers import fit_snf, load_snf, save_snf, snf
-from .samplers import msvgd, svgd, svmd
+from .samplers import *  # noqa: F401,F403  (every factory: samplers.__all__ is the registry)
 from .interop import from_blackjax, from_numpyro, numpyro_kernel
 from .target import GroundTruth, Target
 from .trace import Trace, load
@@ -19,34 +17,17 @@ from .trace import Trace, load
 __all__ = [
     "Target",
     "GroundTruth",
-    "Sampler",
     "Trace",
     "sample",
     "load",
     "default_init",
-    "ula",
-    "mala",
-    "underdamped",
-    "rdmc",
-    "myula",
-    "mymala",
-    "mla",
-    "bmumla",
-    "bmmla",
-    "snf",
-    "fit_snf",
-    "save_snf",
-    "load_snf",
     "flows",
     "from_numpyro",
     "numpyro_kernel",
     "from_blackjax",
-    "svgd",
-    "msvgd",
-    "svmd",
     "samplers",
     "geometry",
     "interop",
     "models",
     "diagnostics",
-]
+] + samplers.__all__

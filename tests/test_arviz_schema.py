@@ -23,7 +23,9 @@ import numpyro.distributions as dist
 import pytest
 
 import stochflow as sf
+from families import FAMILIES
 from stochflow.diagnostics import arviz_bridge
+from stochflow.kernels.particles import ALL_PARTICLES
 
 EXPECTED = pathlib.Path(__file__).parent / "data" / "arviz_schema.json"
 
@@ -146,3 +148,16 @@ if __name__ == "__main__":
         result = current(pathlib.Path(folder))
     EXPECTED.write_text(json.dumps(result, indent=1, sort_keys=True) + "\n")
     print(f"wrote {EXPECTED} with ArviZ {arviz_bridge.ARVIZ_VERSION}", file=sys.stderr)
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_every_recorded_stat_is_arviz_or_a_documented_extra(family):
+    # The step is traced, not compiled: the info it returns is what the driver records per draw.
+    sampler, target, _, _ = FAMILIES[family]
+    positions = jnp.zeros((4, target.dim)) + (0.3 if target.mirror is not None else 0.0)
+    state = sampler.init(target, positions, jax.random.key(0))
+    _, info = jax.eval_shape(lambda s: sampler.step(target, s, jax.random.key(1), ALL_PARTICLES), state)
+    names = {arviz_bridge.SAMPLE_STATS_NAMES.get(name, name) for name in info._fields}
+    unknown = names - arviz_bridge.ARVIZ_SAMPLE_STATS - set(arviz_bridge.STOCHFLOW_SAMPLE_STATS)
+    assert not unknown, f"{family} records {sorted(unknown)}: map it to ArviZ's name or document it"
+    assert {"lp", "diverging", "n_grad"} <= names

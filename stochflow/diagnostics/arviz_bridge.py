@@ -60,17 +60,35 @@ ARVIZ_MAJOR: int = int(ARVIZ_VERSION.split(".")[0])
 
 __all__ = [
     "to_inference_data", "open_inference_data", "group_names", "group", "schema", "summary", "ess", "rhat",
-    "from_numpyro", "plot_trace", "SAMPLE_STATS_NAMES", "SUMMARY_INTERVAL", "flat_attrs",
+    "from_numpyro", "plot_trace", "SAMPLE_STATS_NAMES", "ARVIZ_SAMPLE_STATS", "STOCHFLOW_SAMPLE_STATS", "SUMMARY_INTERVAL", "flat_attrs",
     "ARVIZ_VERSION", "ARVIZ_MAJOR",
 ]
 
-# stochflow info field -> ArviZ sample_stats name (ArviZ schema conventions).
+#: stochflow info field -> ArviZ ``sample_stats`` name, where the two differ or coincide by
+#: meaning: the one place internal stat names meet ArviZ's schema.
 SAMPLE_STATS_NAMES = {
     "logdensity": "lp",
     "accept_prob": "acceptance_rate",
     "diverging": "diverging",
     "step_size": "step_size",
-    "n_grad": "n_grad",
+    "energy_error": "energy_error",
+}
+
+#: The ``sample_stats`` names ArviZ's schema specifies ("InferenceData schema specification").
+ARVIZ_SAMPLE_STATS = frozenset({
+    "lp", "acceptance_rate", "step_size", "step_size_bar", "tree_depth", "n_steps", "diverging", "energy",
+    "energy_error", "max_energy_error", "index_in_trajectory", "largest_eigval", "smallest_eigval",
+})
+
+#: Stats stochflow records that ArviZ's schema has no name for, kept under their own names.
+#: (``n_grad`` is not ArviZ's ``n_steps``: it counts gradient evaluations of any method,
+#: one a step for MALA, the leapfrog steps for NUTS, one a particle a step for SVGD.)
+STOCHFLOW_SAMPLE_STATS = {
+    "n_grad": "gradient evaluations of the log-density since the previous draw",
+    "is_accepted": "the Metropolis-Hastings proposal was accepted",
+    "time": "rdMC: the forward time t the particle is at after the step",
+    "log_weight": "SNF: the particle's log importance weight",
+    "bandwidth": "Stein methods: the kernel bandwidth of the step",
 }
 
 #: The credible interval :func:`summary` reports on both lines: ArviZ 0.2x's

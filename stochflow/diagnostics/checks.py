@@ -44,6 +44,7 @@ MIN_ESS_BULK = 100.0
 ACCEPT_TOLERANCE = 0.15
 MAX_CHECKED_DRAWS = 20_000  # chains x draws per coordinate
 MAX_CHECKED_DIMS = 128
+BLOCK_BYTES = 8 * 2**20  # the most of a stored trace read at once
 
 
 class RunChecks(NamedTuple):
@@ -107,13 +108,34 @@ def _spaced(num: int, most: int) -> slice:
     return slice(None, None, max(1, -(-num // most)))
 
 
-def frozen_chains(positions: Any) -> tuple[int, ...]:
-    """Chains whose position is the same over the second half of their draws (at least 4)."""
-    num_draws = positions.shape[1]
+def _read_spaced(positions: Any, every: int, max_dims: int, block_bytes: int = BLOCK_BYTES) -> np.ndarray:
+    """``positions[:, ::every, :max_dims]`` as float64, read in contiguous blocks of draws of at
+    most ``block_bytes`` each (a stored trace is never loaded whole)."""
+    num_particles, num_draws, dim = positions.shape
+    row_bytes = num_particles * dim * np.dtype(positions.dtype).itemsize
+    block = every * max(1, block_bytes // max(1, row_bytes * every))
+    return np.concatenate(
+        [np.asarray(positions[:, begin:begin + block, :max_dims])[:, ::every] for begin in range(0, num_draws, block)]
+        or [np.zeros((num_particles, 0, min(dim, max_dims)))], axis=1).astype(np.float64)
+
+
+def frozen_chains(positions: Any, block_bytes: int = BLOCK_BYTES) -> tuple[int, ...]:
+    """Chains whose position is the same over the second half of their draws (at least 4).
+
+    Read in blocks of draws of at most ``block_bytes`` (a stored trace is never loaded whole),
+    stopping at the first block where every chain has moved."""
+    num_particles, num_draws, dim = positions.shape
     if num_draws < 8:
         return ()
-    half = np.asarray(positions[:, num_draws // 2:])
-    return tuple(int(i) for i in np.flatnonzero(np.all(half == half[:, :1], axis=(1, 2))))
+    start = num_draws // 2
+    first = np.asarray(positions[:, start:start + 1])
+    frozen = np.ones(num_particles, bool)
+    block = max(1, block_bytes // max(1, num_particles * dim * first.dtype.itemsize))
+    for begin in range(start, num_draws, block):
+        frozen &= np.all(np.asarray(positions[:, begin:begin + block]) == first, axis=(1, 2))
+        if not frozen.any():
+            break
+    return tuple(int(i) for i in np.flatnonzero(frozen))
 
 
 def run_checks(positions: Any, stats: dict[str, Any], *, chains: bool, adaptive: bool, warmup: int, thin: int,
@@ -127,7 +149,7 @@ def run_checks(positions: Any, stats: dict[str, Any], *, chains: bool, adaptive:
     frozen: tuple[int, ...] = ()
     if chains:
         draws = _spaced(num_draws, max(4, MAX_CHECKED_DRAWS // num_particles))
-        checked = np.asarray(positions[:, draws, :MAX_CHECKED_DIMS], dtype=np.float64)
+        checked = _read_spaced(positions, draws.step, MAX_CHECKED_DIMS)
         if checked.shape[1] >= 4 and np.all(np.isfinite(checked)):
             moving = checked.std(axis=(0, 1)) > 0  # a constant coordinate has no R-hat or ESS
             if moving.any():

@@ -81,8 +81,20 @@ def bulk_ess(draws: np.ndarray) -> np.ndarray:
     return rhat_and_bulk_ess(draws)[1]
 
 
-def rhat_and_bulk_ess(draws: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Both, sharing the ranks (R-hat is NaN for one chain)."""
+def rhat_and_bulk_ess(draws: np.ndarray, block_bytes: int = 4 * 2**20) -> tuple[np.ndarray, np.ndarray]:
+    """Both, sharing the ranks (R-hat is NaN for one chain). Computed for blocks of parameters
+    of about ``block_bytes`` of draws each: the same numbers, with temporaries a few times one
+    block rather than a few times the draws."""
+    draws = np.asarray(draws)
+    chains, num, dim = draws.shape
+    if dim == 0:
+        return np.empty(0), np.empty(0)
+    width = max(1, block_bytes // max(1, chains * num * 8))
+    blocks = [_rhat_and_bulk_ess(draws[..., start:start + width]) for start in range(0, dim, width)]
+    return np.concatenate([rhat for rhat, _ in blocks]), np.concatenate([ess for _, ess in blocks])
+
+
+def _rhat_and_bulk_ess(draws: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     split = _split(np.asarray(draws, dtype=np.float64))
     z = _normal_scores(split)
     folded = np.abs(split - np.median(split.reshape(-1, split.shape[2]), axis=0))

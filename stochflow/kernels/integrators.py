@@ -85,16 +85,16 @@ def drift(position: Array, momentum: Array, time: Array, mass: Array) -> Array:
     return position + time * momentum / mass
 
 
-def ou_refresh(momentum: Array, coefficients: OURefresh, mass: Array, key: Array) -> Array:
-    """O: exact OU flow of the momentum."""
-    noise = jax.random.normal(key, momentum.shape, momentum.dtype)
+def ou_refresh(momentum: Array, coefficients: OURefresh, mass: Array, noise: Array) -> Array:
+    """O: exact OU flow of the momentum, given its standard normal ``noise``."""
     return coefficients.decay * momentum + coefficients.noise_scale * jnp.sqrt(mass) * noise
 
 
-def ou_stream(position: Array, velocity: Array, coefficients: OUStream, mass: Array,
-              key: Array) -> tuple[Array, Array]:
-    """U: exact flow of position and velocity ``v = p / M``; returns ``(x, v)``."""
-    noise_v, noise_x = jax.random.normal(key, (2,) + velocity.shape, velocity.dtype)
+def ou_stream(position: Array, velocity: Array, coefficients: OUStream, mass: Array, noise_v: Array,
+              noise_x: Array) -> tuple[Array, Array]:
+    """U: exact flow of position and velocity ``v = p / M``, given two standard normal draws
+    (``noise_v`` moves the velocity, ``noise_x`` the position's part independent of it);
+    returns ``(x, v)``."""
     scale = 1.0 / jnp.sqrt(mass)
     c = coefficients
     x = position + c.drift_x * velocity + scale * (c.x_noise_from_v * noise_v + c.std_x_given_v * noise_x)

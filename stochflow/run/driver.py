@@ -344,12 +344,16 @@ def _run_warmup(plan: RunPlan, state: Any, key: jax.Array, sink: Sink, bar: Prog
 
 def _run_sampling(plan: RunPlan, state: Any, key: jax.Array, sink: Sink, bar: ProgressBar,
                   done: Progress) -> Progress:
-    """Run the draws not yet done, chunk by chunk: each chunk goes to the sink, then a commit."""
+    """Run the draws not yet done, chunk by chunk: each chunk goes to the sink, then a commit.
+
+    The next chunk is dispatched before the last one's draws are copied to the host and
+    handed to the sink (JAX runs it asynchronously), so the device does not wait for the
+    host; each commit holds the state right after the draws it commits."""
     chunk = plan.chunk_draws
     run_chunk = _phase(plan, plan.sampler.step, plan.thin, chunk, True)
-    for first in range(done.draws_done, plan.num_draws, chunk):
-        num_valid = min(chunk, plan.num_draws - first)
-        state, counts, (draws, stats) = run_chunk(state, key, first, num_valid)
+
+    def record(done: Progress, first: int, num_valid: int, result: tuple) -> Progress:
+        state, counts, (draws, stats) = result
         sink.append(
             np.swapaxes(to_host(draws)[:num_valid], 0, 1),
             {name: np.swapaxes(to_host(values)[:num_valid], 0, 1) for name, values in stats.items()},
@@ -359,4 +363,15 @@ def _run_sampling(plan: RunPlan, state: Any, key: jax.Array, sink: Sink, bar: Pr
         done = done._replace(draws_done=first + num_valid, num_divergent=done.num_divergent + divergent)
         sink.commit(done, state)
         bar.update(done)
+        return done
+
+    pending = None
+    for first in range(done.draws_done, plan.num_draws, chunk):
+        num_valid = min(chunk, plan.num_draws - first)
+        result = run_chunk(state, key, first, num_valid)
+        if pending is not None:
+            done = record(done, *pending)
+        state, pending = result[0], (first, num_valid, result)
+    if pending is not None:
+        done = record(done, *pending)
     return done

@@ -66,14 +66,16 @@ def _stored_trace(path: os.PathLike, constrain: Optional[Callable]) -> Trace:
 
 
 class MemorySink:
-    """Keeps the draws in host memory; ``finish`` stacks them into a Trace.
+    """Keeps the draws in host memory, written chunk by chunk into arrays allocated
+    for the whole run at the first chunk (no copy at the end, no second copy in memory).
     Commits keep only the counts: a run in memory cannot be resumed."""
 
-    def __init__(self, metadata: dict, constrain: Optional[Callable]):
+    def __init__(self, metadata: dict, constrain: Optional[Callable], num_draws: int):
         self._metadata = metadata
         self._constrain = constrain
-        self._positions: list[np.ndarray] = []
-        self._stats: list[dict[str, np.ndarray]] = []
+        self._num_draws = num_draws
+        self._positions: Optional[np.ndarray] = None
+        self._stats: dict[str, np.ndarray] = {}
         self._committed = Progress()
 
     @property
@@ -84,17 +86,24 @@ class MemorySink:
         return fresh_state
 
     def append(self, positions: np.ndarray, stats: dict[str, np.ndarray], first_draw: int) -> None:
-        self._positions.append(positions)
-        self._stats.append(stats)
+        if self._positions is None:
+            def whole_run(chunk: np.ndarray) -> np.ndarray:
+                return np.empty((chunk.shape[0], self._num_draws) + chunk.shape[2:], chunk.dtype)
+
+            self._positions = whole_run(positions)
+            self._stats = {name: whole_run(values) for name, values in stats.items()}
+        drawn = slice(first_draw, first_draw + positions.shape[1])
+        self._positions[:, drawn] = positions
+        for name, values in stats.items():
+            self._stats[name][:, drawn] = values
 
     def commit(self, progress: Progress, state: Any) -> None:
         self._committed = progress
 
     def finish(self) -> Trace:
-        stats = {name: np.concatenate([c[name] for c in self._stats], axis=1) for name in self._stats[0]}
         return Trace(
-            positions=np.concatenate(self._positions, axis=1),
-            stats=stats,
+            positions=self._positions,
+            stats=self._stats,
             metadata=dict(self._metadata, n_grad_warmup=self._committed.n_grad_warmup),
             num_divergent=self._committed.num_divergent,
             num_divergent_warmup=self._committed.num_divergent_warmup,
@@ -189,7 +198,7 @@ def open_sink(plan: RunPlan) -> Sink:
     """The sink the plan's draws go to (on process 0 alone a store is opened)."""
     constrain = plan.target.constrain
     if plan.store is None:
-        return MemorySink(plan.metadata, constrain)
+        return MemorySink(plan.metadata, constrain, plan.num_draws)
     opened = on_process_zero(plan.multiprocess, lambda: _open_store(plan))
     if opened is None:
         return FollowerSink(pathlib.Path(plan.store), constrain)

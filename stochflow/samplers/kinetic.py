@@ -32,7 +32,9 @@ Schemes, each one gradient evaluation per step (``n_grad = 1``):
 A step that meets a non-finite value, or (BAOAB, OBABO) whose energy error is
 beyond ``DIVERGENCE_ENERGY`` = 1000 (NumPyro's and BlackJAX's NUTS threshold), is undone
 (the chain stays where it was), marked ``diverging``, and the momentum is drawn afresh
-from :math:`N(0, M)`, so that a chain never retries the move that failed. The energy
+from :math:`N(0, M)` as :math:`M^{1/2}\xi` with the step's own noise :math:`\xi` (no second
+draw; the failed move saw :math:`\xi` only through an O part), so that a chain never retries
+the move that failed. The energy
 error is that of the Hamiltonian sub-flows: the change of
 :math:`H(x, p) = -\log\pi(x) + \tfrac12 p^\top M^{-1} p` over the step minus the change
 its O parts (the exact Ornstein-Uhlenbeck refreshes) made to the kinetic energy; it is
@@ -122,15 +124,15 @@ def kinetic_energy(momentum: Array, mass: Array) -> Array:
     return 0.5 * jnp.sum(momentum**2 / mass)
 
 
-def _undo_and_flag(proposal: UnderdampedState, state: UnderdampedState, energy_error: Array, key: Array):
+def _undo_and_flag(proposal: UnderdampedState, state: UnderdampedState, energy_error: Array, noise: Array):
     """Keep ``proposal`` unless it is non-finite or its energy error is beyond
     :data:`DIVERGENCE_ENERGY`; a step not kept is flagged ``diverging``, and the chain stays
-    where it was with a fresh momentum ``p ~ N(0, M)``, so the next step is another move
-    (retrying the same momentum could repeat the same blow-up for ever)."""
+    where it was with a fresh momentum ``p = M^(1/2) noise ~ N(0, M)`` (``noise``: the step's
+    standard normal draw), so the next step is another move (retrying the same momentum could
+    repeat the same blow-up for ever)."""
     bounded = jnp.abs(energy_error) <= DIVERGENCE_ENERGY  # False for NaN
     new_state, diverging = undo_if_nonfinite(proposal, state, extra_ok=bounded)
-    mass = state.params.mass
-    fresh = jnp.sqrt(mass) * jax.random.normal(jax.random.fold_in(key, 1), mass.shape, mass.dtype)
+    fresh = jnp.sqrt(state.params.mass) * noise
     new_state = new_state._replace(momentum=jnp.where(diverging, fresh, new_state.momentum))
     return new_state, UnderdampedInfo(new_state.logdensity, energy_error, jnp.int32(1), diverging)
 
@@ -149,26 +151,28 @@ def baoab_kernel(key: Array, state: UnderdampedState, target: Target):
     h, mass = state.params.step_size, state.params.mass
     p = kick(state.momentum, state.logdensity_grad, 0.5 * h)
     x = drift(state.position, p, 0.5 * h, mass)
-    refreshed = ou_refresh(p, state.params.refresh, mass, key)
+    noise = jax.random.normal(key, p.shape, p.dtype)
+    refreshed = ou_refresh(p, state.params.refresh, mass, noise)
     by_noise = kinetic_energy(refreshed, mass) - kinetic_energy(p, mass)
     x = drift(x, refreshed, 0.5 * h, mass)
     moved = _finish(target, state, x, refreshed, 0.5 * h)
-    return _undo_and_flag(moved, state, _hamiltonian_error(moved, state, by_noise), key)
+    return _undo_and_flag(moved, state, _hamiltonian_error(moved, state, by_noise), noise)
 
 
 def obabo_kernel(key: Array, state: UnderdampedState, target: Target):
     """O(h/2) B(h/2) A(h) B(h/2) O(h/2)."""
     h, mass = state.params.step_size, state.params.mass
-    key_first, key_last = jax.random.split(key)
-    p = ou_refresh(state.momentum, state.params.refresh, mass, key_first)
+    shape, dtype = state.momentum.shape, state.momentum.dtype
+    noise_first, noise_last = (jax.random.normal(half, shape, dtype) for half in jax.random.split(key))
+    p = ou_refresh(state.momentum, state.params.refresh, mass, noise_first)
     first_noise = kinetic_energy(p, mass) - kinetic_energy(state.momentum, mass)
     p = kick(p, state.logdensity_grad, 0.5 * h)
     x = drift(state.position, p, h, mass)
     moved = _finish(target, state, x, p, 0.5 * h)
     before_last = moved.momentum
-    moved = moved._replace(momentum=ou_refresh(before_last, state.params.refresh, mass, key_last))
+    moved = moved._replace(momentum=ou_refresh(before_last, state.params.refresh, mass, noise_last))
     by_noise = first_noise + kinetic_energy(moved.momentum, mass) - kinetic_energy(before_last, mass)
-    return _undo_and_flag(moved, state, _hamiltonian_error(moved, state, by_noise), key)
+    return _undo_and_flag(moved, state, _hamiltonian_error(moved, state, by_noise), noise_last)
 
 
 def ubu_kernel(key: Array, state: UnderdampedState, target: Target):
@@ -176,10 +180,11 @@ def ubu_kernel(key: Array, state: UnderdampedState, target: Target):
     U mixes the drift with the noise, so only non-finite steps are divergences here."""
     h, mass = state.params.step_size, state.params.mass
     velocity = kick(state.momentum, state.logdensity_grad, h) / mass
-    x, velocity = ou_stream(state.position, velocity, state.params.stream, mass, key)
+    noise_v, noise_x = jax.random.normal(key, (2,) + velocity.shape, velocity.dtype)
+    x, velocity = ou_stream(state.position, velocity, state.params.stream, mass, noise_v, noise_x)
     logdensity, grad = target.logdensity_and_grad(x)
     moved = state._replace(position=x, momentum=mass * velocity, logdensity=logdensity, logdensity_grad=grad)
-    return _undo_and_flag(moved, state, jnp.zeros((), x.dtype), key)
+    return _undo_and_flag(moved, state, jnp.zeros((), x.dtype), noise_v)
 
 
 SCHEMES: dict[str, Callable] = {"baoab": baoab_kernel, "obabo": obabo_kernel, "ubu": ubu_kernel}
