@@ -31,7 +31,7 @@ divergence counts apply.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple, Optional
+from typing import Any, Iterator, NamedTuple, Optional
 
 import numpy as np
 
@@ -108,31 +108,41 @@ def _spaced(num: int, most: int) -> slice:
     return slice(None, None, max(1, -(-num // most)))
 
 
-def _read_spaced(positions: Any, every: int, max_dims: int, block_bytes: int = BLOCK_BYTES) -> np.ndarray:
-    """``positions[:, ::every, :max_dims]`` as float64, read in contiguous blocks of draws of at
-    most ``block_bytes`` each (a stored trace is never loaded whole)."""
+def _draw_blocks(positions: Any, start: int = 0, every: int = 1, max_dims: Optional[int] = None,
+                 block_bytes: int = BLOCK_BYTES) -> Iterator[np.ndarray]:
+    """``positions[:, start:, :max_dims]`` as consecutive blocks of draws, each at most
+    ``block_bytes`` of the trace read at once (and a multiple of ``every`` draws): a stored
+    trace is never loaded whole."""
     num_particles, num_draws, dim = positions.shape
     row_bytes = num_particles * dim * np.dtype(positions.dtype).itemsize
     block = every * max(1, block_bytes // max(1, row_bytes * every))
-    return np.concatenate(
-        [np.asarray(positions[:, begin:begin + block, :max_dims])[:, ::every] for begin in range(0, num_draws, block)]
-        or [np.zeros((num_particles, 0, min(dim, max_dims)))], axis=1).astype(np.float64)
+    for begin in range(start, num_draws, block):
+        yield np.asarray(positions[:, begin:begin + block, :max_dims])
 
 
-def frozen_chains(positions: Any, block_bytes: int = BLOCK_BYTES) -> tuple[int, ...]:
-    """Chains whose position is the same over the second half of their draws (at least 4).
-
-    Read in blocks of draws of at most ``block_bytes`` (a stored trace is never loaded whole),
-    stopping at the first block where every chain has moved."""
+def _read_spaced(positions: Any, every: int, max_dims: int) -> np.ndarray:
+    """``positions[:, ::every, :max_dims]`` as float64, read block by block into one array."""
     num_particles, num_draws, dim = positions.shape
+    spaced = np.empty((num_particles, -(-num_draws // every), min(dim, max_dims)))
+    filled = 0
+    for block in _draw_blocks(positions, every=every, max_dims=max_dims):
+        rows = block[:, ::every]
+        spaced[:, filled:filled + rows.shape[1]] = rows
+        filled += rows.shape[1]
+    return spaced
+
+
+def frozen_chains(positions: Any) -> tuple[int, ...]:
+    """Chains whose position is the same over the second half of their draws (at least 4),
+    read block by block and stopping at the first block where every chain has moved."""
+    num_draws = positions.shape[1]
     if num_draws < 8:
         return ()
     start = num_draws // 2
     first = np.asarray(positions[:, start:start + 1])
-    frozen = np.ones(num_particles, bool)
-    block = max(1, block_bytes // max(1, num_particles * dim * first.dtype.itemsize))
-    for begin in range(start, num_draws, block):
-        frozen &= np.all(np.asarray(positions[:, begin:begin + block]) == first, axis=(1, 2))
+    frozen = np.ones(positions.shape[0], bool)
+    for block in _draw_blocks(positions, start):
+        frozen &= np.all(block == first, axis=(1, 2))
         if not frozen.any():
             break
     return tuple(int(i) for i in np.flatnonzero(frozen))
@@ -151,9 +161,10 @@ def run_checks(positions: Any, stats: dict[str, Any], *, chains: bool, adaptive:
         draws = _spaced(num_draws, max(4, MAX_CHECKED_DRAWS // num_particles))
         checked = _read_spaced(positions, draws.step, MAX_CHECKED_DIMS)
         if checked.shape[1] >= 4 and np.all(np.isfinite(checked)):
-            moving = checked.std(axis=(0, 1)) > 0  # a constant coordinate has no R-hat or ESS
+            # A constant coordinate has no R-hat or ESS (max > min: no temporary the size of the draws).
+            moving = checked.max(axis=(0, 1)) > checked.min(axis=(0, 1))
             if moving.any():
-                rhat, ess = rhat_and_bulk_ess(checked[..., moving])
+                rhat, ess = rhat_and_bulk_ess(checked if moving.all() else checked[..., moving])
                 max_rhat = float(np.max(rhat)) if num_particles >= 2 else None
                 min_ess = float(np.min(ess))
         if "accept_prob" in stats and num_draws:

@@ -87,15 +87,16 @@ class MemorySink:
 
     def append(self, positions: np.ndarray, stats: dict[str, np.ndarray], first_draw: int) -> None:
         if self._positions is None:
-            def whole_run(chunk: np.ndarray) -> np.ndarray:
-                return np.empty((chunk.shape[0], self._num_draws) + chunk.shape[2:], chunk.dtype)
-
-            self._positions = whole_run(positions)
-            self._stats = {name: whole_run(values) for name, values in stats.items()}
+            self._positions = self._whole_run(positions)
+            self._stats = {name: self._whole_run(values) for name, values in stats.items()}
         drawn = slice(first_draw, first_draw + positions.shape[1])
         self._positions[:, drawn] = positions
         for name, values in stats.items():
             self._stats[name][:, drawn] = values
+
+    def _whole_run(self, chunk: np.ndarray) -> np.ndarray:
+        """An empty array shaped like ``chunk`` but holding every draw of the run (axis 1)."""
+        return np.empty((chunk.shape[0], self._num_draws) + chunk.shape[2:], chunk.dtype)
 
     def commit(self, progress: Progress, state: Any) -> None:
         self._committed = progress
