@@ -121,9 +121,11 @@ def _draw_blocks(positions: Any, start: int = 0, every: int = 1, max_dims: Optio
 
 
 def _read_spaced(positions: Any, every: int, max_dims: int) -> np.ndarray:
-    """``positions[:, ::every, :max_dims]`` as float64, read block by block into one array."""
+    """``positions[:, ::every, :max_dims]``, read block by block into one array (floating: in
+    the trace's precision)."""
     num_particles, num_draws, dim = positions.shape
-    spaced = np.empty((num_particles, -(-num_draws // every), min(dim, max_dims)))
+    dtype = positions.dtype if np.issubdtype(positions.dtype, np.floating) else np.float64
+    spaced = np.empty((num_particles, -(-num_draws // every), min(dim, max_dims)), dtype)
     filled = 0
     for block in _draw_blocks(positions, every=every, max_dims=max_dims):
         rows = block[:, ::every]

@@ -68,6 +68,10 @@ def _stored_trace(path: os.PathLike, constrain: Optional[Callable]) -> Trace:
 class MemorySink:
     """Keeps the draws in host memory, written chunk by chunk into arrays allocated
     for the whole run at the first chunk (no copy at the end, no second copy in memory).
+    The arrays are laid out draw-major, as the chunk programs emit them, so writing a
+    chunk is one contiguous copy (and a run done in one chunk keeps the chunk's own
+    arrays, no copy at all); the trace sees them as read-only ``(particles, draws, ...)``
+    views.
     Commits keep only the counts: a run in memory cannot be resumed."""
 
     def __init__(self, metadata: dict, constrain: Optional[Callable], num_draws: int):
@@ -86,6 +90,9 @@ class MemorySink:
         return fresh_state
 
     def append(self, positions: np.ndarray, stats: dict[str, np.ndarray], first_draw: int) -> None:
+        if self._positions is None and positions.shape[1] == self._num_draws:  # one chunk: no copy
+            self._positions, self._stats = positions, dict(stats)
+            return
         if self._positions is None:
             self._positions = self._whole_run(positions)
             self._stats = {name: self._whole_run(values) for name, values in stats.items()}
@@ -95,13 +102,18 @@ class MemorySink:
             self._stats[name][:, drawn] = values
 
     def _whole_run(self, chunk: np.ndarray) -> np.ndarray:
-        """An empty array shaped like ``chunk`` but holding every draw of the run (axis 1)."""
-        return np.empty((chunk.shape[0], self._num_draws) + chunk.shape[2:], chunk.dtype)
+        """An empty ``(particles, every draw of the run, ...)`` array for ``chunk``'s kind,
+        a view of draw-major memory."""
+        draw_major = np.empty((self._num_draws, chunk.shape[0]) + chunk.shape[2:], chunk.dtype)
+        return np.swapaxes(draw_major, 0, 1)
 
     def commit(self, progress: Progress, state: Any) -> None:
         self._committed = progress
 
     def finish(self) -> Trace:
+        for array in (self._positions, *self._stats.values()):
+            if array is not None:  # a record, read-only however it was filled
+                array.flags.writeable = False
         return Trace(
             positions=self._positions,
             stats=self._stats,
