@@ -255,6 +255,7 @@ class StoredArray(np.lib.mixins.NDArrayOperatorsMixin):
         self._array = array
         self.shape = (array.shape[0], num_draws) + tuple(array.shape[2:])
         self.dtype = np.dtype(array.dtype)
+        self.chunk_draws = int(array.chunks[1])  # draws per stored chunk: read whole chunks
 
     @property
     def ndim(self) -> int:

@@ -37,7 +37,7 @@ import numpy as np
 
 from .convergence import rhat_and_bulk_ess
 
-__all__ = ["RunChecks", "run_checks", "RHAT_LIMIT", "MIN_ESS_BULK", "ACCEPT_TOLERANCE"]
+__all__ = ["RunChecks", "run_checks", "DrawSummary", "RHAT_LIMIT", "MIN_ESS_BULK", "ACCEPT_TOLERANCE"]
 
 RHAT_LIMIT = 1.01
 MIN_ESS_BULK = 100.0
@@ -104,64 +104,84 @@ class RunChecks(NamedTuple):
         return ("ok" if not self.problems() else "UNTRUSTED") + " (" + ", ".join(short) + ")"
 
 
-def _spaced(num: int, most: int) -> slice:
-    return slice(None, None, max(1, -(-num // most)))
-
-
-def _draw_blocks(positions: Any, start: int = 0, every: int = 1, max_dims: Optional[int] = None,
-                 block_bytes: int = BLOCK_BYTES) -> Iterator[np.ndarray]:
-    """``positions[:, start:, :max_dims]`` as consecutive blocks of draws, each at most
-    ``block_bytes`` of the trace read at once (and a multiple of ``every`` draws): a stored
-    trace is never loaded whole."""
+def _draw_blocks(positions: Any, start: int = 0, stop: Optional[int] = None, max_dims: Optional[int] = None,
+                 block_bytes: int = BLOCK_BYTES) -> Iterator[tuple[int, np.ndarray]]:
+    """``(begin, positions[:, begin:end, :max_dims])`` for consecutive blocks of draws from
+    ``start`` to ``stop``, each at most ``block_bytes`` of the trace (or one of a store's
+    chunks, if larger) and cut at the store's chunk boundaries (``chunk_draws``), so each read
+    decodes only whole chunks it needs: a stored trace is never loaded whole."""
     num_particles, num_draws, dim = positions.shape
+    stop = num_draws if stop is None else stop
     row_bytes = num_particles * dim * np.dtype(positions.dtype).itemsize
-    block = every * max(1, block_bytes // max(1, row_bytes * every))
-    for begin in range(start, num_draws, block):
-        yield np.asarray(positions[:, begin:begin + block, :max_dims])
+    block = max(1, block_bytes // max(1, row_bytes))
+    stored = getattr(positions, "chunk_draws", None)
+    if stored:
+        block = stored * max(1, block // stored)
+    begin = start
+    while begin < stop:
+        end = min(stop, (begin // block + 1) * block)
+        yield begin, np.asarray(positions[:, begin:end, :max_dims])
+        begin = end
 
 
-def _read_spaced(positions: Any, every: int, max_dims: int) -> np.ndarray:
-    """``positions[:, ::every, :max_dims]``, read block by block into one array (floating: in
-    the trace's precision)."""
-    num_particles, num_draws, dim = positions.shape
-    dtype = positions.dtype if np.issubdtype(positions.dtype, np.floating) else np.float64
-    spaced = np.empty((num_particles, -(-num_draws // every), min(dim, max_dims)), dtype)
-    filled = 0
-    for block in _draw_blocks(positions, every=every, max_dims=max_dims):
-        rows = block[:, ::every]
-        spaced[:, filled:filled + rows.shape[1]] = rows
-        filled += rows.shape[1]
-    return spaced
+class DrawSummary:
+    """What the checks need from a run's draws ``(particles, draws, dim)``, taken from blocks of
+    draws in any order as they pass by (the driver adds each chunk as it records it, so the
+    trace is not read again): every ``every``-th draw of the first :data:`MAX_CHECKED_DIMS`
+    coordinates (at most :data:`MAX_CHECKED_DRAWS` per coordinate, for R-hat and ESS), and per
+    chain the smallest and largest value of each coordinate over the second half (a chain
+    whose largest equals its smallest everywhere did not move)."""
 
+    def __init__(self, shape: tuple[int, int, int], dtype: Any):
+        num_particles, num_draws, dim = shape
+        self.shape = shape
+        self.every = max(1, -(-num_draws // max(4, MAX_CHECKED_DRAWS // max(1, num_particles))))
+        dtype = dtype if np.issubdtype(dtype, np.floating) else np.float64
+        self.spaced = np.empty((num_particles, -(-num_draws // self.every), min(dim, MAX_CHECKED_DIMS)), dtype)
+        self._half = num_draws // 2 if num_draws >= 8 else num_draws  # fewer than 8 draws: no frozen check
+        self._low = np.full((num_particles, dim), np.inf, dtype)
+        self._high = np.full((num_particles, dim), -np.inf, dtype)
+        self._moved = np.zeros(num_particles, bool)
 
-def frozen_chains(positions: Any) -> tuple[int, ...]:
-    """Chains whose position is the same over the second half of their draws (at least 4),
-    read block by block and stopping at the first block where every chain has moved."""
-    num_draws = positions.shape[1]
-    if num_draws < 8:
-        return ()
-    start = num_draws // 2
-    first = np.asarray(positions[:, start:start + 1])
-    frozen = np.ones(positions.shape[0], bool)
-    for block in _draw_blocks(positions, start):
-        frozen &= np.all(block == first, axis=(1, 2))
-        if not frozen.any():
-            break
-    return tuple(int(i) for i in np.flatnonzero(frozen))
+    def add(self, begin: int, block: np.ndarray) -> None:
+        """Take draws ``begin .. begin + block.shape[1] - 1`` (``block``: ``(particles, n, dim)``)."""
+        first = -(-begin // self.every)  # the first spaced draw at or after begin
+        rows = block[:, first * self.every - begin::self.every, :self.spaced.shape[2]]
+        self.spaced[:, first:first + rows.shape[1]] = rows
+        late = block[:, max(0, self._half - begin):]
+        if late.shape[1] and not self._moved.all():
+            np.minimum(self._low, late.min(axis=1), out=self._low)
+            np.maximum(self._high, late.max(axis=1), out=self._high)
+            self._moved = ~np.all(self._high == self._low, axis=1)  # NaN: never equal, so moved
+
+    def add_stored(self, positions: Any, stop: Optional[int] = None) -> "DrawSummary":
+        """Take draws ``0 .. stop - 1`` of ``positions`` (a stored trace: block by block)."""
+        for begin, block in _draw_blocks(positions, stop=stop):
+            self.add(begin, block)
+        return self
+
+    @property
+    def frozen_chains(self) -> tuple[int, ...]:
+        """Chains whose position is the same over the second half of their draws (at least 4)."""
+        if self._half == self.shape[1]:
+            return ()
+        return tuple(int(i) for i in np.flatnonzero(~self._moved))
 
 
 def run_checks(positions: Any, stats: dict[str, Any], *, chains: bool, adaptive: bool, warmup: int, thin: int,
                target_accept: Optional[float], num_divergent: int, num_divergent_warmup: int,
-               divergence_kind: str = "non-finite values") -> RunChecks:
+               divergence_kind: str = "non-finite values", summary: Optional[DrawSummary] = None) -> RunChecks:
     """The :class:`RunChecks` of a run: ``positions`` ``(particles, draws, dim)`` and the
     per-draw ``stats`` (numpy or stored arrays); ``chains`` says the particles are
-    independent Markov chains (R-hat, ESS, acceptance and frozen chains apply)."""
+    independent Markov chains (R-hat, ESS, acceptance and frozen chains apply). ``summary``:
+    the :class:`DrawSummary` of every draw, if taken while they were recorded (otherwise
+    ``positions`` is read for it)."""
     num_particles, num_draws, dim = positions.shape
     max_rhat = min_ess = accept = None
     frozen: tuple[int, ...] = ()
     if chains:
-        draws = _spaced(num_draws, max(4, MAX_CHECKED_DRAWS // num_particles))
-        checked = _read_spaced(positions, draws.step, MAX_CHECKED_DIMS)
+        summary = summary or DrawSummary(positions.shape, positions.dtype).add_stored(positions)
+        checked = summary.spaced
         if checked.shape[1] >= 4 and np.all(np.isfinite(checked)):
             # A constant coordinate has no R-hat or ESS (max > min: no temporary the size of the draws).
             moving = checked.max(axis=(0, 1)) > checked.min(axis=(0, 1))
@@ -170,8 +190,8 @@ def run_checks(positions: Any, stats: dict[str, Any], *, chains: bool, adaptive:
                 max_rhat = float(np.max(rhat)) if num_particles >= 2 else None
                 min_ess = float(np.min(ess))
         if "accept_prob" in stats and num_draws:
-            accept = float(np.mean(np.asarray(stats["accept_prob"][:, draws])))
-        frozen = frozen_chains(positions)
+            accept = float(np.mean(np.asarray(stats["accept_prob"][:, ::summary.every])))
+        frozen = summary.frozen_chains
     return RunChecks(
         max_rhat=max_rhat, min_ess_bulk=min_ess, accept_rate=accept,
         target_accept=target_accept if (chains and adaptive and warmup > 0) else None,

@@ -95,7 +95,7 @@ def bulk_ess(draws: np.ndarray) -> np.ndarray:
     return rhat_and_bulk_ess(draws)[1]
 
 
-def rhat_and_bulk_ess(draws: np.ndarray, block_bytes: int = 4 * 2**20) -> tuple[np.ndarray, np.ndarray]:
+def rhat_and_bulk_ess(draws: np.ndarray, block_bytes: int = 2 * 2**20) -> tuple[np.ndarray, np.ndarray]:
     """Both, sharing the ranks (R-hat is NaN for one chain). Computed for blocks of parameters
     of about ``block_bytes`` of draws each: the same numbers, with temporaries a few times one
     block rather than a few times the draws."""
@@ -105,8 +105,9 @@ def rhat_and_bulk_ess(draws: np.ndarray, block_bytes: int = 4 * 2**20) -> tuple[
     chains, num, dim = draws.shape
     if dim == 0:
         return np.empty(0), np.empty(0)
-    width = max(1, block_bytes // max(1, chains * num * 8))
-    with ThreadPoolExecutor(min(os.cpu_count() or 1, -(-dim // width))) as pool:  # NumPy sorts without the GIL
+    workers = min(os.cpu_count() or 1, dim)  # NumPy sorts and transforms without the GIL
+    width = max(1, block_bytes // workers // max(1, chains * num * 8))  # the same memory in all
+    with ThreadPoolExecutor(workers) as pool:
         blocks = list(pool.map(_rhat_and_bulk_ess, [draws[..., start:start + width] for start in range(0, dim, width)]))
     return np.concatenate([rhat for rhat, _ in blocks]), np.concatenate([ess for _, ess in blocks])
 

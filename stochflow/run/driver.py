@@ -45,7 +45,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..diagnostics.checks import RunChecks, run_checks
+from ..diagnostics.checks import DrawSummary, RunChecks, run_checks
 from ..kernels.checks import check_bool
 from ..kernels.particles import ParticleAxis
 from ..samplers.base import Sampler
@@ -178,17 +178,22 @@ def sample(
         if plan.mesh is not None:
             state = sharding.shard_tree(state, plan.mesh, plan.num_particles)
             warmup_key, sample_key = sharding.shard_tree((warmup_key, sample_key), plan.mesh, plan.num_particles)
+        resumed_from = done.draws_done
+        summary = DrawSummary((plan.num_particles, plan.num_draws, target.dim), np.dtype(state.position.dtype)) \
+            if sampler.chains else None
         with ProgressBar(plan, done) as bar:
             state, done = _run_warmup(plan, state, warmup_key, sink, bar, done)
             adapted = _adapted_values(state) if plan.warmup and sampler.warmup_step is not None else {}
-            done = _run_sampling(plan, state, sample_key, sink, bar, done)
+            done = _run_sampling(plan, state, sample_key, sink, bar, done, summary)
     except BaseException:
         sink.close()
         raise
 
     trace = sink.finish()
     trace.adapted = adapted
-    trace.checks = _end_of_run_checks(plan, trace, done)
+    if summary is not None and resumed_from:  # the draws of the run's earlier part are on disk
+        summary.add_stored(trace.positions, stop=resumed_from)
+    trace.checks = _end_of_run_checks(plan, trace, done, summary)
     if checks and trace.checks.problems():
         warnings.warn(f"{sampler.name}: this run cannot be trusted as it is: {'; '.join(trace.checks.problems())}. "
                       "The facts are in trace.checks.", RuntimeWarning, stacklevel=2)
@@ -200,12 +205,12 @@ def _adapted_values(state: Any) -> dict[str, np.ndarray]:
     return {name: to_host(getattr(state, name)) for name in ("step_size", "inverse_mass") if hasattr(state, name)}
 
 
-def _end_of_run_checks(plan: RunPlan, trace: Trace, done: Progress) -> RunChecks:
+def _end_of_run_checks(plan: RunPlan, trace: Trace, done: Progress, summary: Optional[DrawSummary]) -> RunChecks:
     sampler = plan.sampler
     return run_checks(trace.positions, trace.stats, chains=sampler.chains, adaptive=sampler.warmup_step is not None,
                       warmup=plan.warmup, thin=plan.thin, target_accept=sampler.params.get("target_accept"),
                       num_divergent=done.num_divergent, num_divergent_warmup=done.num_divergent_warmup,
-                      divergence_kind=sampler.divergence)
+                      divergence_kind=sampler.divergence, summary=summary)
 
 
 def _strongly_typed(state: Any) -> Any:
@@ -343,8 +348,9 @@ def _run_warmup(plan: RunPlan, state: Any, key: jax.Array, sink: Sink, bar: Prog
 
 
 def _run_sampling(plan: RunPlan, state: Any, key: jax.Array, sink: Sink, bar: ProgressBar,
-                  done: Progress) -> Progress:
-    """Run the draws not yet done, chunk by chunk: each chunk goes to the sink, then a commit.
+                  done: Progress, summary: Optional[DrawSummary]) -> Progress:
+    """Run the draws not yet done, chunk by chunk: each chunk goes to the sink (and to the
+    checks' ``summary``), then a commit.
 
     The next chunk is dispatched before the last one's draws are copied to the host and
     handed to the sink (JAX runs it asynchronously), so the device does not wait for the
@@ -354,11 +360,11 @@ def _run_sampling(plan: RunPlan, state: Any, key: jax.Array, sink: Sink, bar: Pr
 
     def record(done: Progress, first: int, num_valid: int, result: tuple) -> Progress:
         state, counts, (draws, stats) = result
-        sink.append(
-            np.swapaxes(to_host(draws)[:num_valid], 0, 1),
-            {name: np.swapaxes(to_host(values)[:num_valid], 0, 1) for name, values in stats.items()},
-            first,
-        )
+        positions = np.swapaxes(to_host(draws)[:num_valid], 0, 1)
+        sink.append(positions, {name: np.swapaxes(to_host(values)[:num_valid], 0, 1)
+                                for name, values in stats.items()}, first)
+        if summary is not None:
+            summary.add(first, positions)
         divergent = int(to_host(counts)[0].astype(np.int64).sum())
         done = done._replace(draws_done=first + num_valid, num_divergent=done.num_divergent + divergent)
         sink.commit(done, state)
