@@ -105,3 +105,24 @@ def test_checks_false_silences_the_warning_not_the_facts():
 def test_particle_methods_get_no_chain_checks():
     trace, untrusted = run_recording(sf.svgd(0.05), gaussian(), jax.random.key(5), 16, 20)
     assert trace.checks.max_rhat is None and trace.checks.frozen_chains == () and untrusted == []
+
+
+def test_a_summary_taken_chunk_by_chunk_in_any_order_is_the_whole_trace_read_at_once():
+    """What the driver does (chunks as they are recorded; a resumed run adds its stored part
+    last) against the trace read in one go: the same spaced draws and frozen chains exactly."""
+    from stochflow.diagnostics.checks import DrawSummary
+
+    rng = np.random.default_rng(7)
+    positions = rng.standard_normal((6, 9_000, 5)).astype(np.float32)  # spaced: every 3rd draw
+    positions[2, 4_500:] = positions[2, 4_500]  # frozen over the second half
+    positions[4, 6_000:] = positions[4, 6_000]  # frozen over its last third only: it moved
+    whole = DrawSummary(positions.shape, positions.dtype)
+    whole.add(0, positions)
+    pieces = DrawSummary(positions.shape, positions.dtype)
+    bounds = [0, 7, 3_334, 4_500, 4_501, 7_000, 9_000]
+    for begin, end in reversed(list(zip(bounds[:-1], bounds[1:]))):
+        pieces.add(begin, positions[:, begin:end])
+    np.testing.assert_array_equal(pieces.spaced, whole.spaced)
+    assert whole.every == 3
+    np.testing.assert_array_equal(whole.spaced, positions[:, ::3])
+    assert pieces.frozen_chains == whole.frozen_chains == (2,)

@@ -147,6 +147,7 @@ def test_resume_after_a_crash_is_the_uninterrupted_run(tmp_path, reference, monk
     capsys.readouterr()
     resumed = run(store, resume=True, progress=True, chunk_size=resume_chunk_size)
     assert_same_run(resumed, reference)
+    assert resumed.checks == reference.checks  # the stored part's draws are checked too
     assert_same_run(sf.load(store), reference)
     # The progress bar starts where the committed run stopped (warmup steps, then draws * thin).
     first_bar = re.search(r"(\d+)/(\d+)", capsys.readouterr().err)
