@@ -6,7 +6,7 @@ Gaussian noise of a Langevin step costs more than the gradient; and a 100-d
 Bayesian logistic regression on 2,000 synthetic observations, whose gradient
 dominates the step as in most real models. Each contender runs ``--steps``
 steps; a table per target gives gradient evaluations per second
-(post-compilation, best of ``--repeats``) and the ratio to the bare loop:
+(post-compilation, best of ``--repeats`` rounds, each timing every contender once) and the ratio to the bare loop:
 
 * ``bare loop``: a jitted ``lax.scan`` of vmapped ``value_and_grad`` with the
   smallest update that keeps the steps dependent (``x += 1e-4 * grad``);
@@ -67,14 +67,18 @@ def logistic_target(num_obs: int = 2_000) -> sf.Target:
     return sf.Target(logdensity, dim=DIM, name=f"logistic-{num_obs}x{DIM}")
 
 
-def best_time(fn, repeats: int) -> float:
-    jax.block_until_ready(fn())  # compile and warm up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
+def best_times(contenders: dict, repeats: int) -> dict[str, float]:
+    """Best wall-clock seconds of each contender (compiled and warmed up first), timed round
+    robin, one call of each per round: a machine slowing down mid-run biases none of them."""
+    for fn in contenders.values():
         jax.block_until_ready(fn())
-        times.append(time.perf_counter() - start)
-    return min(times)
+    best = dict.fromkeys(contenders, float("inf"))
+    for _ in range(repeats):
+        for name, fn in contenders.items():
+            start = time.perf_counter()
+            jax.block_until_ready(fn())
+            best[name] = min(best[name], time.perf_counter() - start)
+    return best
 
 
 def bare_loop(target, x0, steps):
@@ -193,7 +197,7 @@ def compare(target: sf.Target, step: float, steps: int, repeats: int) -> None:
         "stochflow underdamped-baoab sample()": driver(sf.underdamped(step), target, x0, steps),
     }
     grads = steps * PARTICLES
-    results = {name: grads / best_time(fn, repeats) for name, fn in contenders.items()}
+    results = {name: grads / seconds for name, seconds in best_times(contenders, repeats).items()}
     bare = results["bare loop (value_and_grad)"]
     print(f"\n# overhead: {target.name}, {PARTICLES} particles, {steps} steps, "
           f"best of {repeats}; jax {jax.__version__}, {platform.machine()}, "
