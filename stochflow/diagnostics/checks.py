@@ -104,24 +104,18 @@ class RunChecks(NamedTuple):
         return ("ok" if not self.problems() else "UNTRUSTED") + " (" + ", ".join(short) + ")"
 
 
-def _draw_blocks(positions: Any, start: int = 0, stop: Optional[int] = None, max_dims: Optional[int] = None,
-                 block_bytes: int = BLOCK_BYTES) -> Iterator[tuple[int, np.ndarray]]:
-    """``(begin, positions[:, begin:end, :max_dims])`` for consecutive blocks of draws from
-    ``start`` to ``stop``, each at most ``block_bytes`` of the trace (or one of a store's
-    chunks, if larger) and cut at the store's chunk boundaries (``chunk_draws``), so each read
-    decodes only whole chunks it needs: a stored trace is never loaded whole."""
-    num_particles, num_draws, dim = positions.shape
-    stop = num_draws if stop is None else stop
-    row_bytes = num_particles * dim * np.dtype(positions.dtype).itemsize
-    block = max(1, block_bytes // max(1, row_bytes))
+def _draw_blocks(positions: Any, stop: int) -> Iterator[tuple[int, np.ndarray]]:
+    """``(begin, positions[:, begin:end])`` for consecutive blocks of draws up to ``stop``,
+    each at most :data:`BLOCK_BYTES` of the trace (or one of a store's chunks, if larger) and
+    cut at the store's chunk boundaries (``chunk_draws``), so each read decodes only whole
+    chunks it needs: a stored trace is never loaded whole."""
+    num_particles, _, dim = positions.shape
+    block = max(1, BLOCK_BYTES // max(1, num_particles * dim * np.dtype(positions.dtype).itemsize))
     stored = getattr(positions, "chunk_draws", None)
     if stored:
         block = stored * max(1, block // stored)
-    begin = start
-    while begin < stop:
-        end = min(stop, (begin // block + 1) * block)
-        yield begin, np.asarray(positions[:, begin:end, :max_dims])
-        begin = end
+    for begin in range(0, stop, block):
+        yield begin, np.asarray(positions[:, begin:min(stop, begin + block)])
 
 
 class DrawSummary:
@@ -156,7 +150,7 @@ class DrawSummary:
 
     def add_stored(self, positions: Any, stop: Optional[int] = None) -> "DrawSummary":
         """Take draws ``0 .. stop - 1`` of ``positions`` (a stored trace: block by block)."""
-        for begin, block in _draw_blocks(positions, stop=stop):
+        for begin, block in _draw_blocks(positions, positions.shape[1] if stop is None else stop):
             self.add(begin, block)
         return self
 
@@ -180,7 +174,8 @@ def run_checks(positions: Any, stats: dict[str, Any], *, chains: bool, adaptive:
     max_rhat = min_ess = accept = None
     frozen: tuple[int, ...] = ()
     if chains:
-        summary = summary or DrawSummary(positions.shape, positions.dtype).add_stored(positions)
+        if summary is None:
+            summary = DrawSummary(positions.shape, positions.dtype).add_stored(positions)
         checked = summary.spaced
         if checked.shape[1] >= 4 and np.all(np.isfinite(checked)):
             # A constant coordinate has no R-hat or ESS (max > min: no temporary the size of the draws).
