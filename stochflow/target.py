@@ -11,7 +11,10 @@ be a positive int and ``logdensity`` must map a ``(dim,)`` array to a scalar
 (checked abstractly with :func:`jax.eval_shape`, so no FLOP is spent).
 
 A ``Target`` is a pytree with no array leaves: it can be passed straight to a
-jitted function (it is treated as static, compared by identity).
+jitted function (it is treated as static, compared by identity). So its functions
+must be pure: whatever data ``logdensity`` reads (closed-over arrays, globals) is
+baked into the programs compiled for that ``Target`` and cached on it; for new
+data, build a new ``Target``.
 """
 
 from __future__ import annotations

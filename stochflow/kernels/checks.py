@@ -20,12 +20,22 @@ __all__ = ["check_positive", "check_int", "check_probability", "check_key", "che
            "check_in_domain", "check_diagonal_mass"]
 
 
+def _real_number(name: str, value: Any, wanted: str) -> float:
+    """``value`` as a float if it is a real number (a Python or NumPy number, or a 0-d real
+    array); a bool, a string or anything else is refused, naming ``name``."""
+    dtype = getattr(value, "dtype", None)
+    is_real = (isinstance(value, (int, float, np.integer, np.floating)) if dtype is None
+               else getattr(value, "shape", None) == () and np.issubdtype(dtype, np.number)
+               and not np.issubdtype(dtype, np.complexfloating))
+    if isinstance(value, (bool, np.bool_)) or not is_real:
+        raise TypeError(f"{name} must be {wanted} (an int or float), got {value!r} of type "
+                        f"{type(value).__name__}.")
+    return float(value)
+
+
 def check_positive(name: str, value: Any) -> float:
     """A finite, strictly positive float."""
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a positive number, got {value!r}.") from None
+    number = _real_number(name, value, "a positive number")
     if not math.isfinite(number) or number <= 0.0:
         raise ValueError(f"{name} must be a finite positive number, got {value!r}.")
     return number
@@ -42,10 +52,7 @@ def check_int(name: str, value: Any, minimum: int) -> int:
 
 def check_probability(name: str, value: Any) -> float:
     """A float strictly between 0 and 1 (a target acceptance rate)."""
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a number in (0, 1), got {value!r}.") from None
+    number = _real_number(name, value, "a number in (0, 1)")
     if not 0.0 < number < 1.0:
         raise ValueError(f"{name} must lie in (0, 1), got {value!r}.")
     return number
@@ -87,17 +94,23 @@ def check_key(key: Any) -> jax.Array:
     return key
 
 
-def check_positions(target: Target, positions: Any) -> jax.Array:
-    """Positions as an array of shape ``(n_particles, target.dim)``."""
+def check_positions(target: Target, positions: Any, name: str = "positions") -> jax.Array:
+    """Positions as a real array of shape ``(n_particles, target.dim)``."""
     if not isinstance(target, Target):
         raise TypeError(
             f"expected a stochflow Target, got {type(target).__name__}; "
             "wrap your log-density with sf.Target(logdensity, dim)."
         )
+    dtype = getattr(positions, "dtype", None)
+    if dtype is not None and not (np.issubdtype(dtype, np.floating) or np.issubdtype(dtype, np.integer)):
+        raise TypeError(
+            f"{name} must be real numbers, got dtype {dtype}; a target's coordinates are real "
+            "(write a complex parameter as its real and imaginary parts)."
+        )
     shape = getattr(positions, "shape", None)
     if shape is None or len(shape) != 2 or shape[1] != target.dim or shape[0] < 1:
         raise ValueError(
-            f"positions must have shape (n_particles, dim) = (n, {target.dim}), got "
+            f"{name} must have shape (n_particles, dim) = (n, {target.dim}), got "
             f"{shape}. A single start x of shape ({target.dim},) is passed as x[None, :]."
         )
     return jnp.asarray(positions)

@@ -125,16 +125,20 @@ def _batched_start_values(target: Target) -> Callable[[Array], tuple[Array, Arra
 
 
 def _check_start(target: Target, positions: Array) -> np.ndarray:
-    """The log-density at the starting positions; refuses starts outside the target."""
-    logdensity = _batched_start_values(target)(positions)[0]
-    bad = np.flatnonzero(~np.isfinite(np.asarray(logdensity)))
-    if bad.size:
-        raise ValueError(
-            f"the log-density is not finite at {bad.size} starting position(s) "
-            f"(particles {bad[:10].tolist()}{'...' if bad.size > 10 else ''}); "
-            "start inside the support, e.g. pass init= explicitly (default starts are drawn "
-            f"{MAX_INIT_TRIES} times before they are refused)."
-        )
+    """The log-density at the starting positions; refuses starts outside the target and
+    starts where the log-density or its gradient is not finite (every step from there
+    would diverge and the chain would never move)."""
+    logdensity, grad_finite = _batched_start_values(target)(positions)
+    for what, finite in (("log-density", np.isfinite(np.asarray(logdensity))),
+                         ("gradient of the log-density", np.asarray(grad_finite))):
+        bad = np.flatnonzero(~finite)
+        if bad.size:
+            raise ValueError(
+                f"the {what} is not finite at {bad.size} starting position(s) "
+                f"(particles {bad[:10].tolist()}{'...' if bad.size > 10 else ''}); "
+                "start where the density is finite and differentiable, e.g. pass init= explicitly "
+                f"(default starts are drawn {MAX_INIT_TRIES} times before they are refused)."
+            )
     checks = [("support", target.support)]
     if target.mirror is not None:
         checks.append(("mirror map's domain", target.mirror.in_domain))
@@ -184,12 +188,72 @@ def _redraw_bad_starts(target: Target, key: Array, positions: Array) -> Array:
     return positions
 
 
+def _as_array(name: str, value: Any) -> Any:
+    """``value`` itself if it is an array, else as a NumPy array (a nested list of numbers)."""
+    if hasattr(value, "shape") and hasattr(value, "dtype"):
+        return value
+    try:
+        return np.asarray(value)
+    except ValueError:
+        raise ValueError(f"{name} must be an array of shape (n_particles, dim); got a ragged sequence "
+                         "(rows of different lengths).") from None
+
+
+def available_memory() -> Optional[int]:
+    """Bytes of memory available to a new allocation (Linux ``MemAvailable``), or ``None`` where
+    it cannot be read."""
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def _gigabytes(num_bytes: float) -> str:
+    return f"{num_bytes / 2**30:.3g} GB"
+
+
+def _check_memory(sampler: Sampler, target: Target, num_particles: int, num_draws: int, chunk_draws: int,
+                  bytes_per_draw: int, in_memory: bool) -> None:
+    """Refuse a run whose state and draws cannot fit in memory, before anything is allocated.
+
+    The estimate: the sampler's state (its shape worked out without allocating it, by
+    ``jax.eval_shape`` of ``init``) three times over (the state, a step's proposal and its
+    temporaries), one chunk of recorded draws twice (on the device and its host copy), and,
+    for a run kept in memory, every draw of the trace."""
+    trace_bytes = num_draws * bytes_per_draw if in_memory else 0
+    available = available_memory()
+    # A bound that holds for every sampler here (a state of at most 16 + dim position-sized
+    # arrays: a dense mass is dim of them), so the exact estimate, which traces ``init``, is
+    # only worked out near the limit.
+    position_bytes = num_particles * target.dim * np.dtype(default_dtype()).itemsize
+    if available is None or 3 * (16 + target.dim) * position_bytes + 2 * chunk_draws * bytes_per_draw \
+            + trace_bytes < available / 2:
+        return
+    positions = jax.ShapeDtypeStruct((num_particles, target.dim), default_dtype())
+    state_shape = jax.eval_shape(lambda p, k: sampler.init(target, p, k), positions, jax.random.key(0))
+    state_bytes = sum(leaf.size * leaf.dtype.itemsize for leaf in jax.tree_util.tree_leaves(state_shape)
+                      if hasattr(leaf, "size") and not jnp.issubdtype(leaf.dtype, jax.dtypes.prng_key))
+    needed = 3 * state_bytes + 2 * chunk_draws * bytes_per_draw + trace_bytes
+    if needed > available:
+        raise MemoryError(
+            f"this run needs about {_gigabytes(needed)} of memory (the sampler state of {num_particles:,} "
+            f"particles: {_gigabytes(state_bytes)}; the recorded draws: {_gigabytes(trace_bytes)}) but "
+            f"{_gigabytes(available)} are available. Use fewer particles or steps, record fewer draws "
+            "with thin=, or stream the draws to disk with store=path."
+        )
+
+
 def _start_positions(target: Target, key: Array, num_particles: int, init: Optional[Any]) -> Array:
     if init is None:
         return _redraw_bad_starts(target, key, default_init(target, key, num_particles))
-    positions = check_positions(target, jnp.asarray(init, default_dtype()))
+    positions = check_positions(target, init, "init").astype(default_dtype())
     if positions.shape[0] != num_particles:
-        raise ValueError(f"init has {positions.shape[0]} particles but num_particles={num_particles}.")
+        raise ValueError(f"init has {positions.shape[0]} particles (rows) but num_particles={num_particles}; "
+                         "leave num_particles out to run one particle per row of init.")
     return positions
 
 
@@ -224,8 +288,10 @@ def plan_run(
     thin = check_int("thin", thin, 1)
     if thin > num_steps:
         raise ValueError(f"thin={thin} is larger than num_steps={num_steps}: no draw would be recorded.")
-    if init is not None and num_particles is None:
-        num_particles = getattr(init, "shape", (4,))[0]
+    if init is not None:
+        init = _as_array("init", init)
+        if num_particles is None and init.ndim >= 1:
+            num_particles = init.shape[0]
     num_particles = check_int("num_particles", 4 if num_particles is None else num_particles, 1)
     if chunk_size is not None:
         chunk_size = check_int("chunk_size", chunk_size, 1)
@@ -249,12 +315,14 @@ def plan_run(
     if store is not None:
         on_process_zero(multiprocess, lambda: RunStore.check(store, metadata, resume=resume))
 
+    chunk_draws = _chunk_draws(num_draws, thin, bytes_per_draw, chunk_size)
+    _check_memory(sampler, target, num_particles, num_draws, chunk_draws, bytes_per_draw, in_memory=store is None)
     keys = RunKeys(*jax.random.split(key, 4))
     positions = _start_positions(target, keys.init, num_particles, init)
     return RunPlan(
         sampler=sampler, target=target, key=key, keys=keys, num_particles=num_particles,
         num_steps=num_steps, warmup=warmup, thin=thin, num_draws=num_draws,
-        chunk_draws=_chunk_draws(num_draws, thin, bytes_per_draw, chunk_size),
+        chunk_draws=chunk_draws,
         warmup_chunk=min(warmup, chunk_size or max(1, math.ceil(warmup / DEFAULT_CHUNKS))),
         positions=positions, start_logdensity=_check_start(target, positions), metadata=metadata,
         store=store, resume=resume, mesh=mesh, multiprocess=multiprocess, reproducible=reproducible,
