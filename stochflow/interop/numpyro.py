@@ -130,6 +130,12 @@ def from_numpyro(
     _check_continuous(model, model_args, model_kwargs, init_strategy)
     info = _initialize(model, model_args, model_kwargs, jax.random.key(0), init_strategy)
     flat, unravel = ravel_pytree(info.param_info.z)
+    if flat.shape[0] == 0:
+        raise ValueError(
+            f"the NumPyro model {_model_name(model)!r} has no latent sites to sample: every sample site is "
+            "observed (obs=...) or fixed by a handler. Leave a site unobserved, or check the data passed "
+            "as model arguments."
+        )
 
     def logdensity(position: Array) -> Array:
         return -info.potential_fn(unravel(position))
@@ -312,5 +318,12 @@ def numpyro_kernel(
     if not isinstance(sampler, Sampler):
         raise TypeError(
             f"sampler must be a stochflow Sampler (e.g. sf.mala(step_size=0.1)), got {type(sampler).__name__}."
+        )
+    if not sampler.chains:
+        raise ValueError(
+            f"numpyro_kernel runs each NumPyro chain as one particle of the sampler, so it needs a "
+            f"method whose particles are independent Markov chains (sf.ula, sf.mala, sf.underdamped, "
+            f"...); {sampler.name!r} moves its particles together (one particle of it is an optimiser, "
+            "not a sampler) or transports them on a fixed schedule. Run it with sf.sample on sf.from_numpyro(model)."
         )
     return _StochflowKernel(sampler, model=model, potential_fn=potential_fn, init_strategy=init_strategy)

@@ -206,10 +206,12 @@ def _check_inner(inner: Any) -> Sampler:
             f"inner must be a stochflow Sampler such as sf.ula(0.5) or sf.mala(0.5), got "
             f"{type(inner).__name__}."
         )
-    if inner.num_steps is not None:
+    if inner.num_steps is not None or not inner.chains:
         raise ValueError(
-            f"inner sampler {inner.name!r} carries its own schedule; rdMC's inner sampler must be a "
-            "Markov kernel that can run any number of steps (sf.ula, sf.mala)."
+            f"inner sampler {inner.name!r} is not a set of independent Markov chains (it "
+            f"{'carries its own schedule' if inner.num_steps is not None else 'moves its particles together'}); "
+            "rdMC's inner sampler must be a chain method that runs any number of steps and whose "
+            "particles are independent draws for the score estimate (sf.ula, sf.mala, sf.underdamped)."
         )
     return inner
 
