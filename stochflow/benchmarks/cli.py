@@ -96,6 +96,8 @@ def bench_posteriordb(args: argparse.Namespace) -> int:
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
+    if args.seeds is not None and args.seeds < 0:
+        raise ValueError(f"--seeds is the suite's seed for --suite posteriordb, a number >= 0; got {args.seeds}.")
     rows = run_suite(posteriors, samplers, seed=args.seeds or 0,
                      progress=(lambda line: None) if args.no_progress else print)
     elapsed = time.perf_counter() - start
@@ -118,12 +120,14 @@ def bench(args: argparse.Namespace) -> int:
     budgets = args.budget or (QUICK_BUDGETS if args.quick else FULL_BUDGETS)
     if any(b < 10 for b in budgets):
         raise ValueError("--budget must be at least 10 gradient evaluations per particle.")
-    seeds = list(range(args.seeds or 1))
-    particles = args.particles or (QUICK_PARTICLES if args.quick else FULL_PARTICLES)
+    seeds = list(range(1 if args.seeds is None else args.seeds))
+    particles = (QUICK_PARTICLES if args.quick else FULL_PARTICLES) if args.particles is None else args.particles
+    if not seeds:
+        raise ValueError(f"--seeds must be at least 1 (the number of seeds per cell), got {args.seeds}.")
     if args.jobs < 1:
         raise ValueError("--jobs must be at least 1.")
     if particles < 8:
-        raise ValueError("--particles must be at least 8.")
+        raise ValueError(f"--particles must be at least 8, got {particles}.")
     devices = "all" if args.devices == "all" else None
     if devices is not None and particles % jax.device_count():
         raise ValueError(f"--devices all: --particles {particles} is not a multiple of the "
@@ -173,6 +177,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return bench(args)
     except ValueError as err:
         print(f"stochflow {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # an --out that cannot be written, a full disk
+        print(f"stochflow {args.command}: error: cannot write the report to --out {args.out} "
+              f"({err.filename}: {err.strerror or err}); pass --out a directory you can write to.", file=sys.stderr)
         return 2
 
 

@@ -192,6 +192,17 @@ def _scores_of(score_fn: Any, samples: Array) -> Array:
     return scores
 
 
+def _median_bandwidth(points: Array) -> Array:
+    """The median heuristic's bandwidth, refused when it is 0 (at least half the pairs of
+    points coincide: a collapsed sample), where every kernel value would be 0/0."""
+    h = median_distance(points)
+    if not isinstance(h, jax.core.Tracer) and float(h) == 0.0:
+        raise ValueError("the median heuristic gives bandwidth 0: at least half of the pairwise distances "
+                         "are 0 (the points are mostly copies of a few; a collapsed sample?). Pass "
+                         "bandwidth= explicitly.")
+    return h
+
+
 def ksd(
     samples: Array,
     score_fn: Union[Callable[[Array], Array], Array, Any],
@@ -239,7 +250,7 @@ def ksd(
         raise ValueError("the U-statistic needs at least 2 samples.")
     scores = _scores_of(score_fn, samples)
     block_size = _check_block(block_size, n, n)
-    h = median_distance(samples) if bandwidth is None else bandwidth
+    h = _median_bandwidth(samples) if bandwidth is None else bandwidth
     return _ksd_core(samples, scores, _params(h, c, beta, samples.dtype), kernel, statistic, block_size)
 
 
@@ -328,5 +339,5 @@ def mmd(
         raise ValueError("the U-statistic needs at least 2 points in each sample.")
     y = y.astype(x.dtype)
     block_size = _check_block(block_size, max(x.shape[0], y.shape[0]), max(x.shape[0], y.shape[0]))
-    h = median_distance(jnp.concatenate([x, y])) if bandwidth is None else bandwidth
+    h = _median_bandwidth(jnp.concatenate([x, y])) if bandwidth is None else bandwidth
     return _mmd_core(x, y, _params(h, c, beta, x.dtype), kernel, statistic, block_size)
