@@ -33,11 +33,16 @@ chunk); ``load`` ignores them and a resume cuts them off and redoes them.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
+import io
 import json
 import os
 import pathlib
+import shutil
+import uuid
 import warnings
+import zipfile
 from typing import Any, Callable, Iterator, NamedTuple, Optional, Union
 
 import jax
@@ -50,6 +55,10 @@ PathLike = Union[str, os.PathLike]
 POSITIONS = "x"
 RUN_DIR = "stochflow_run"
 _FORMAT_VERSION = 1
+# A zarr root attribute: every chunk of the store was written (none left out for holding
+# only the fill value) with a zstd checksum, so a missing chunk file is lost data and a
+# damaged one fails to decode. Stores without it (written before) are read unverified.
+CHUNKS_ATTR, EVERY_CHUNK_WRITTEN = "stochflow_chunks", "every chunk written, zstd with checksum"
 # Metadata entries that must agree for a store to be resumed by a run.
 RUN_IDENTITY = ("sampler", "sampler_params", "target", "dim", "dtype", "num_particles",
                 "num_steps", "warmup", "thin", "key")
@@ -117,42 +126,150 @@ def _trace_groups(trace: Any) -> dict[str, Any]:
 
 
 def _refuse_existing(path: pathlib.Path, overwrite: bool) -> None:
+    """Refuse a path in a missing directory, an existing path without ``overwrite``, and a
+    directory that is not a zarr store (never replaced, whatever ``overwrite`` says)."""
     if not path.parent.is_dir():
         raise FileNotFoundError(f"cannot write {path}: the directory {path.parent} does not exist.")
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} already exists; pass overwrite=True to replace it, or choose another path.")
+    if path.is_dir() and not ((path / "zarr.json").exists() or (path / ".zgroup").exists()):
+        raise ValueError(f"{path} is a directory but not a zarr store; it is not replaced. Choose another path.")
 
 
-def _remove(path: pathlib.Path) -> None:
-    """Remove a file, or a directory only if it is a zarr store (never any other folder)."""
-    import shutil
+def _temporary_sibling(path: pathlib.Path) -> pathlib.Path:
+    """A fresh name beside ``path`` (same directory, so same filesystem: renames are atomic)."""
+    return path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.partial")
 
-    if path.is_dir():
-        if not ((path / "zarr.json").exists() or (path / ".zgroup").exists()):
-            raise ValueError(f"{path} is a directory but not a zarr store; it is not replaced. Choose another path.")
-        shutil.rmtree(path)
-    elif path.exists():
-        path.unlink()
+
+def _discard(path: pathlib.Path) -> None:
+    """Remove a file or directory if it exists."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def _fsync(path: pathlib.Path) -> None:
+    """Flush a file, or a directory entry, to the disk."""
+    handle = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(handle)
+    finally:
+        os.close(handle)
+
+
+def _move_in(temporary: pathlib.Path, path: pathlib.Path) -> None:
+    """Put ``temporary`` at ``path``: one ``os.replace`` for a file over a file; otherwise
+    (a zarr directory) the old one is renamed aside, the new one renamed in, then the old
+    one deleted; if the second rename fails the old one is put back."""
+    if temporary.is_file() and not path.is_dir():
+        os.replace(temporary, path)
+        return
+    if not path.exists():
+        os.rename(temporary, path)
+        return
+    aside = _temporary_sibling(path)
+    os.rename(path, aside)
+    try:
+        os.rename(temporary, path)
+    except BaseException:
+        os.rename(aside, path)
+        raise
+    _discard(aside)
+
+
+def _write_failed(paths: tuple[pathlib.Path, ...], existed: list[bool], error: Exception) -> Exception:
+    """The error a failed export raises: what failed, and that the old files are untouched."""
+    names = " and ".join(str(path) for path in paths)
+    kept = [path.name for path, there in zip(paths, existed) if there]
+    outcome = (f"the existing {' and '.join(kept)} {'is' if len(kept) == 1 else 'are'} unchanged"
+               if kept else "nothing was written there")
+    message = (f"could not write {names}: {type(error).__name__}: {error}. The trace went to a temporary "
+               f"file beside it, now removed; {outcome}.")
+    if isinstance(error, OSError):
+        hint = " Free some space (or raise the file size limit) and write again." \
+            if error.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT) else ""
+        return OSError(error.errno, message + hint)
+    return ValueError(message)
+
+
+@contextlib.contextmanager
+def _replacing(*paths: pathlib.Path) -> Iterator[tuple[pathlib.Path, ...]]:
+    """Temporary siblings of ``paths`` to write into, as one unit: when the block succeeds
+    they are flushed to disk and replace ``paths`` (:func:`_move_in`); when it fails they
+    are removed and the error (:func:`_write_failed`) says ``paths`` are as they were.
+    An old file is never deleted before its replacement is complete."""
+    temporaries = tuple(_temporary_sibling(path) for path in paths)
+    existed = [path.exists() for path in paths]
+    try:
+        yield temporaries
+        for temporary in temporaries:
+            if temporary.is_file():
+                _fsync(temporary)
+    except Exception as error:
+        for temporary in temporaries:
+            _discard(temporary)
+        raise _write_failed(paths, existed, error) from error
+    except BaseException:
+        for temporary in temporaries:
+            _discard(temporary)
+        raise
+    for temporary, path in zip(temporaries, paths):
+        _move_in(temporary, path)
+    _fsync(paths[0].parent)
 
 
 def to_netcdf(trace: Any, path: PathLike, *, overwrite: bool = False) -> pathlib.Path:
-    """Write ``trace`` to a NetCDF-4 file (one HDF5 group per ArviZ group)."""
+    """Write ``trace`` to a NetCDF-4 file (one HDF5 group per ArviZ group). The file is
+    composed in memory (HDF5 does not survive a failed write to disk: a full disk left it
+    crashing on close) and written beside ``path`` in one piece, then moved there: a
+    failed write leaves an existing file as it was."""
     path = pathlib.Path(path)
     _refuse_existing(path, overwrite)
-    _remove(path)
-    for index, (group, dataset) in enumerate(_trace_groups(trace).items()):
-        dataset.to_netcdf(path, group=group, mode="w" if index == 0 else "a", engine="h5netcdf")
+    with _replacing(path) as (temporary,):
+        composed = io.BytesIO()
+        for index, (group, dataset) in enumerate(_trace_groups(trace).items()):
+            dataset.to_netcdf(composed, group=group, mode="w" if index == 0 else "a", engine="h5netcdf")
+        temporary.write_bytes(composed.getbuffer())
     return path
 
 
-def to_zarr(trace: Any, path: PathLike, *, overwrite: bool = False) -> pathlib.Path:
-    """Write ``trace`` to a zarr directory (one zarr group per ArviZ group)."""
-    path = pathlib.Path(path)
-    _refuse_existing(path, overwrite)
-    _remove(path)
+def _checked_compressors() -> list:
+    """Zstd with its frame checksum: a damaged chunk fails to decode instead of reading as other numbers."""
+    from zarr.codecs import ZstdCodec
+
+    return [ZstdCodec(level=0, checksum=True)]
+
+
+def _zarr_files(trace: Any) -> dict[str, Any]:
+    """The files of ``trace``'s zarr store, composed in memory (key -> bytes): every chunk
+    written (none left out for holding only the fill value), with checksums."""
+    import zarr
+
+    files: dict[str, Any] = {}
     with _quiet_zarr():
         for index, (group, dataset) in enumerate(_trace_groups(trace).items()):
-            dataset.to_zarr(path, group=group, mode="w-" if index == 0 else "a", consolidated=True)
+            encoding = {name: {"compressors": _checked_compressors()} for name in dataset.data_vars}
+            dataset.to_zarr(zarr.storage.MemoryStore(files), group=group, mode="w-" if index == 0 else "a",
+                            consolidated=True, write_empty_chunks=True, encoding=encoding)
+        root = zarr.open_group(zarr.storage.MemoryStore(files), mode="a")
+        root.attrs[CHUNKS_ATTR] = EVERY_CHUNK_WRITTEN
+        zarr.consolidate_metadata(zarr.storage.MemoryStore(files))
+    return files
+
+
+def to_zarr(trace: Any, path: PathLike, *, overwrite: bool = False) -> pathlib.Path:
+    """Write ``trace`` to a zarr directory (one zarr group per ArviZ group), every chunk
+    written and checksummed, so ``load`` can tell a lost or damaged chunk. The store is
+    composed in memory (compressed), written beside ``path`` file by file, then swapped
+    in: a failed write leaves an existing store as it was."""
+    path = pathlib.Path(path)
+    _refuse_existing(path, overwrite)
+    with _replacing(path) as (temporary,):
+        for key, content in _zarr_files(trace).items():
+            file = temporary.joinpath(*key.split("/"))
+            file.parent.mkdir(parents=True, exist_ok=True)
+            file.write_bytes(content.to_bytes())
     return path
 
 
@@ -198,26 +315,35 @@ def to_csv(trace: Any, path: PathLike, *, overwrite: bool = False) -> pathlib.Pa
     variables[position_name] = np.asarray(trace.positions)
     stats = {_file_stat_name(name): np.asarray(value) for name, value in trace.stats.items()}
     columns: dict[str, str] = {}
-    with open(path, "w", newline="") as handle:
-        for chain in range(trace.num_particles):
-            frame = {"chain": np.full(trace.num_draws, chain), "draw": np.arange(trace.num_draws)}
-            for name, values in list(variables.items()) + list(stats.items()):
-                frame.update(_csv_columns(name, values[chain]))
-            table = pd.DataFrame(frame)
-            columns = {column: str(dtype) for column, dtype in table.dtypes.items()}
-            table.to_csv(handle, header=chain == 0, index=False, float_format="%.17g")
-    sidecar.write_text(json.dumps({
+    with _replacing(path, sidecar) as (temporary, temporary_sidecar):
+        with open(temporary, "w", newline="") as handle:
+            for chain in range(trace.num_particles):
+                frame = {"chain": np.full(trace.num_draws, chain), "draw": np.arange(trace.num_draws)}
+                for name, values in list(variables.items()) + list(stats.items()):
+                    frame.update(_csv_columns(name, values[chain]))
+                table = pd.DataFrame(frame)
+                columns = {column: str(dtype) for column, dtype in table.dtypes.items()}
+                table.to_csv(handle, header=chain == 0, index=False, float_format="%.17g")
+        temporary_sidecar.write_text(_csv_sidecar_text(trace, position_name, variables, stats, columns))
+    return path
+
+
+def _csv_sidecar_text(trace: Any, position_name: str, variables: dict[str, np.ndarray],
+                      stats: dict[str, np.ndarray], columns: dict[str, str]) -> str:
+    """The JSON beside a CSV trace: metadata, counts, the grid, and each column's dtype."""
+    return json.dumps({
         "format": "stochflow-csv",
         "format_version": _FORMAT_VERSION,
         "metadata": trace.metadata,
         "num_divergent": int(trace.num_divergent),
         "num_divergent_warmup": int(trace.num_divergent_warmup),
+        "num_chains": int(trace.num_particles),
+        "num_draws": int(trace.num_draws),
         "positions": position_name,
         "variables": {name: list(np.shape(v)[2:]) for name, v in variables.items()},
         "stats": {name: list(np.shape(v)[2:]) for name, v in stats.items()},
         "dtypes": columns,
-    }, indent=1))
-    return path
+    }, indent=1)
 
 
 def _from_csv(path: pathlib.Path) -> dict[str, Any]:
