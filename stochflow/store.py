@@ -346,27 +346,122 @@ def _csv_sidecar_text(trace: Any, position_name: str, variables: dict[str, np.nd
     }, indent=1)
 
 
-def _from_csv(path: pathlib.Path) -> dict[str, Any]:
-    import pandas as pd
-
+def _read_sidecar(path: pathlib.Path) -> dict[str, Any]:
+    """The JSON ``to_csv`` writes beside ``path``, checked to be one."""
     sidecar = _csv_sidecar(path)
     if not sidecar.exists():
         raise FileNotFoundError(f"{sidecar} (the metadata written beside {path.name} by to_csv) is missing.")
-    info = json.loads(sidecar.read_text())
-    table = pd.read_csv(path, dtype={c: ("float64" if "float" in d else d) for c, d in info["dtypes"].items()})
-    num_chains = int(table["chain"].max()) + 1
-    num_draws = len(table) // num_chains
+    try:
+        info = json.loads(sidecar.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"{sidecar} (the metadata beside {path.name}) is not valid JSON ({error}): it was "
+                         "damaged or replaced; write the trace again with trace.to_csv.") from None
+    needed = ("metadata", "num_divergent", "num_divergent_warmup", "positions", "variables", "stats", "dtypes")
+    if not isinstance(info, dict) or info.get("format") != "stochflow-csv" or any(k not in info for k in needed):
+        raise ValueError(f"{sidecar} is not the metadata stochflow writes beside a CSV trace "
+                         f"(a JSON object with format 'stochflow-csv' and {', '.join(needed)}).")
+    return info
+
+
+def _read_table(path: pathlib.Path) -> Any:
+    """The CSV as pandas parses it, every column's type inferred (checked by :func:`_typed_column`)."""
+    import pandas as pd
+
+    try:
+        return pd.read_csv(path, low_memory=False)
+    except pd.errors.EmptyDataError:
+        raise ValueError(f"{path} is empty: no header, no rows. Write the trace again with trace.to_csv.") from None
+    except pd.errors.ParserError as error:
+        raise ValueError(f"{path} is not a well-formed CSV table ({error}).") from None
+
+
+_CSV_KINDS = {"f": ("fiu", "numbers"), "i": ("iu", "integers"), "u": ("iu", "integers"), "b": ("b", "True or False")}
+
+
+def _typed_column(path: pathlib.Path, table: Any, name: str, dtype: str) -> np.ndarray:
+    """Column ``name`` as ``dtype`` (what ``to_csv`` wrote), or an error naming the first
+    row (line of the file) that does not hold such a value."""
+    column, wanted = table[name], np.dtype(dtype)
+    accepted, what = _CSV_KINDS.get(wanted.kind, (None, wanted.name))
+    if accepted is not None and column.dtype.kind not in accepted:
+        if wanted.kind == "b":
+            bad = ~column.isin([True, False, "True", "False"])
+        else:
+            import pandas as pd
+
+            numbers = pd.to_numeric(column, errors="coerce")
+            bad = numbers.isna() | ((numbers % 1 != 0) if wanted.kind in "iu" else False)
+        row = int(np.flatnonzero(bad.to_numpy())[0])
+        value = column.iloc[row]
+        value = value.item() if isinstance(value, np.generic) else value
+        shown = "an empty cell" if isinstance(value, float) and np.isnan(value) else repr(value)
+        raise ValueError(f"{path}: column {name!r} holds {what} ({wanted.name}), but line {row + 2} has {shown}.")
+    values = column.to_numpy()
+    typed = values.astype(wanted)
+    if wanted.kind in "iu" and not np.array_equal(typed, values):
+        row = int(np.flatnonzero(typed != values)[0])
+        raise ValueError(f"{path}: column {name!r} holds {wanted.name}, but line {row + 2} has {values[row].item()!r}, "
+                         "which does not fit.")
+    return typed
+
+
+def _cells(cells: np.ndarray, num_draws: int, limit: int = 8) -> str:
+    """``(chain, draw)`` pairs of flat grid cells, the first ``limit`` of them, for a message."""
+    shown = ", ".join(f"({cell // num_draws}, {cell % num_draws})" for cell in cells[:limit])
+    return shown + (f" and {cells.size - limit} more" if cells.size > limit else "")
+
+
+def _grid_order(path: pathlib.Path, chain: np.ndarray, draw: np.ndarray, num_chains: int,
+                num_draws: int) -> np.ndarray:
+    """The row of each ``(chain, draw)`` cell of the grid, in C order: every cell must be
+    held by exactly one row, whatever the rows' order; an error names the rows outside
+    the grid, or the missing and the duplicated cells."""
+    grid = f"the grid of {num_chains} chains x {num_draws} draws that {_csv_sidecar(path).name} states"
+    outside = np.flatnonzero((chain < 0) | (chain >= num_chains) | (draw < 0) | (draw >= num_draws))
+    if outside.size:
+        rows = ", ".join(f"line {row + 2} ({chain[row]}, {draw[row]})" for row in outside[:8])
+        raise ValueError(f"{path}: {outside.size} row{'s' if outside.size > 1 else ''} with a (chain, draw) outside {grid}: {rows}"
+                         f"{' ...' if outside.size > 8 else ''}. Was a cell edited?")
+    cell = chain.astype(np.int64) * num_draws + draw
+    counts = np.bincount(cell, minlength=num_chains * num_draws)
+    missing, duplicated = np.flatnonzero(counts == 0), np.flatnonzero(counts > 1)
+    if missing.size or duplicated.size:
+        found = ([f"missing {missing.size} (chain, draw): {_cells(missing, num_draws)}"] if missing.size else []) + \
+            ([f"duplicated {duplicated.size}: {_cells(duplicated, num_draws)}"] if duplicated.size else [])
+        raise ValueError(f"{path} does not hold each (chain, draw) of {grid} once: {'; '.join(found)}. "
+                         "Rows were deleted, repeated or edited; write the trace again with trace.to_csv.")
+    order = np.empty(cell.size, np.int64)
+    order[cell] = np.arange(cell.size)
+    return order
+
+
+def _from_csv(path: pathlib.Path) -> dict[str, Any]:
+    """A CSV trace: every column the sidecar lists, typed; rows placed by their ``chain``
+    and ``draw`` columns (any order), which must cover the sidecar's grid exactly once."""
+    info = _read_sidecar(path)
+    table = _read_table(path)
+    missing = [name for name in info["dtypes"] if name not in table.columns]
+    if missing:
+        listed = ", ".join(map(repr, missing[:8])) + (f" and {len(missing) - 8} more" if len(missing) > 8 else "")
+        raise ValueError(f"{path} has no column {listed}, which {_csv_sidecar(path).name} lists (to_csv writes "
+                         "them all): the CSV was edited, or belongs to another JSON. Write the trace again with "
+                         "trace.to_csv.")
+    columns = {name: _typed_column(path, table, name, dtype) for name, dtype in info["dtypes"].items()}
+    metadata = info["metadata"]
+    # Sidecars from before the grid was recorded: the chains of the metadata, the draws seen.
+    num_chains = int(info.get("num_chains", metadata.get("num_particles", columns["chain"].max(initial=-1) + 1)))
+    num_draws = int(info.get("num_draws", columns["draw"].max(initial=-1) + 1))
+    order = _grid_order(path, columns["chain"], columns["draw"], num_chains, num_draws)
 
     def gather(name: str, shape: list[int]) -> np.ndarray:
         names = list(_csv_columns(name, np.zeros([1] + shape)).keys())
-        dtype = info["dtypes"][names[0]]
-        values = table[names].to_numpy().astype(dtype)
+        values = np.stack([columns[column] for column in names], axis=-1)[order]
         return values.reshape([num_chains, num_draws] + shape)
 
     variables = {name: gather(name, shape) for name, shape in info["variables"].items()}
     positions = variables.pop(info["positions"])
     stats = {_trace_stat_name(name): gather(name, shape) for name, shape in info["stats"].items()}
-    return dict(positions=positions, stats=stats, metadata=info["metadata"],
+    return dict(positions=positions, stats=stats, metadata=metadata,
                 num_divergent=info["num_divergent"], num_divergent_warmup=info["num_divergent_warmup"],
                 constrained=variables or None)
 
