@@ -36,6 +36,7 @@ import contextlib
 import errno
 import fcntl
 import io
+import itertools
 import json
 import os
 import pathlib
@@ -59,6 +60,8 @@ _FORMAT_VERSION = 1
 # only the fill value) with a zstd checksum, so a missing chunk file is lost data and a
 # damaged one fails to decode. Stores without it (written before) are read unverified.
 CHUNKS_ATTR, EVERY_CHUNK_WRITTEN = "stochflow_chunks", "every chunk written, zstd with checksum"
+# ``load(path)`` of a zarr trace whose draws take more than this (uncompressed) leaves them on disk.
+LAZY_ABOVE_BYTES = 2**30
 # Metadata entries that must agree for a store to be resumed by a run.
 RUN_IDENTITY = ("sampler", "sampler_params", "target", "dim", "dtype", "num_particles",
                 "num_steps", "warmup", "thin", "key")
@@ -490,8 +493,22 @@ class StoredArray(np.lib.mixins.NDArrayOperatorsMixin):
         return self.shape[0]
 
     def __array__(self, dtype=None, copy=None) -> np.ndarray:
-        values = np.asarray(self._array[:, : self.shape[1]])
+        values = self._read((slice(None), slice(0, self.shape[1])))
         return values if dtype is None else values.astype(dtype)
+
+    def _read(self, selection: tuple) -> np.ndarray:
+        """``selection`` of the zarr array; a chunk that fails to decode is an error naming its draws."""
+        try:
+            return np.asarray(self._array[selection])
+        except Exception as error:
+            damaged = _undecodable_draws(self._array, self.shape[1])
+            if not damaged:
+                raise
+            raise ValueError(
+                f"{self._array.store_path}: the chunks holding draws {_draw_ranges(damaged)} cannot be decoded "
+                f"({type(error).__name__}: {error}): the files were damaged after they were written. "
+                "The other draws are intact (slice around these); restore the store from a copy, or rerun."
+            ) from None
 
     def __array_ufunc__(self, ufunc: Any, method: str, *inputs: Any, **kwargs: Any) -> Any:
         loaded = [np.asarray(x) if isinstance(x, StoredArray) else x for x in inputs]
@@ -521,20 +538,119 @@ class StoredArray(np.lib.mixins.NDArrayOperatorsMixin):
             if not -self.shape[1] <= draw < self.shape[1]:
                 raise IndexError(f"draw {draw} is out of range for {self.shape[1]} draws.")
             draw = int(draw) % self.shape[1]
-        return np.asarray(self._array[(index[0], draw) + index[2:]])
+        return self._read((index[0], draw) + index[2:])
 
     def __repr__(self) -> str:
         return f"StoredArray(shape={self.shape}, dtype={self.dtype})"
 
 
-def _read_zarr(path: pathlib.Path, lazy: bool) -> dict[str, Any]:
+def _draw_axis(array: Any) -> Optional[int]:
+    names = tuple(array.metadata.dimension_names or ())
+    return names.index("draw") if "draw" in names else None
+
+
+def _draw_chunks(array: Any, num_draws: int) -> Iterator[tuple[int, int]]:
+    """The draw ranges ``(first, last)`` of ``array``'s chunks over its first ``num_draws`` draws."""
+    axis = _draw_axis(array)
+    size, step = min(array.shape[axis], num_draws), array.chunks[axis]
+    for first in range(0, size, step):
+        yield first, min(first + step, size) - 1
+
+
+def _undecodable_draws(array: Any, num_draws: int) -> list[tuple[int, int]]:
+    """The draw ranges of ``array``'s chunks that fail to decode (each read on its own)."""
+    axis, damaged = _draw_axis(array), []
+    for first, last in _draw_chunks(array, num_draws):
+        selection = [slice(None)] * array.ndim
+        selection[axis] = slice(first, last + 1)
+        try:
+            array[tuple(selection)]
+        except Exception:
+            damaged.append((first, last))
+    return damaged
+
+
+def _missing_draws(path: pathlib.Path, array: Any, num_draws: int) -> list[tuple[int, int]]:
+    """The draw ranges of ``array``'s chunks over its first ``num_draws`` draws whose
+    files are missing from the store at ``path`` (a listing: nothing is read)."""
+    axis = _draw_axis(array)
+    counts = [-(-size // chunk) for size, chunk in zip(array.shape, array.chunks)]
+    missing = []
+    for number, (first, last) in enumerate(_draw_chunks(array, num_draws)):
+        counts[axis] = 1
+        for coords in itertools.product(*(range(count) for count in counts)):
+            coords = coords[:axis] + (number,) + coords[axis + 1:]
+            if not (path / array.path / array.metadata.encode_chunk_key(coords)).is_file():
+                missing.append((first, last))
+                break
+    return missing
+
+
+def _draw_ranges(ranges: list[tuple[int, int]]) -> str:
+    return ", ".join(f"{first}..{last}" if last > first else str(first) for first, last in ranges)
+
+
+def _lost_chunks(path: pathlib.Path, root: Any, num_draws: int) -> dict[str, list[tuple[int, int]]]:
+    """The draw ranges whose chunk files are missing, per array (``group/name``), over the
+    first ``num_draws`` draws of a store marked :data:`EVERY_CHUNK_WRITTEN`; empty for an
+    intact store, or one written before the mark (which cannot be verified)."""
+    if root.attrs.get(CHUNKS_ATTR) != EVERY_CHUNK_WRITTEN:
+        return {}
+    lost = {}
+    for group in ("posterior", "unconstrained_posterior", "sample_stats"):
+        if group not in root:
+            continue
+        for name, array in root[group].arrays():
+            missing = _missing_draws(path, array, num_draws) if _draw_axis(array) is not None else []
+            if missing:
+                lost[f"{group}/{name}"] = missing
+    return lost
+
+
+def _describe_lost(lost: dict[str, list[tuple[int, int]]]) -> str:
+    """Which draws of which arrays lost their chunk files, for a message."""
+    return "; ".join(f"{name}: draws {_draw_ranges(ranges)}" for name, ranges in lost.items())
+
+
+def _open_root(path: pathlib.Path) -> Any:
+    """The zarr root group at ``path`` (consolidated metadata), or an error saying why not."""
     import zarr
 
+    if not any(path.iterdir()):
+        raise ValueError(f"{path} is an empty directory, not a trace: nothing was written there. Give the path "
+                         "of a file or store written by to_netcdf, to_zarr, to_csv or sample(store=...).")
+    if not ((path / "zarr.json").exists() or (path / ".zgroup").exists()):
+        if (path / RUN_DIR).is_dir():
+            raise ValueError(f"{path} is a run store that lost its zarr root metadata ({path / 'zarr.json'}): "
+                             "the draws cannot be located without it. Restore the store from a copy, or rerun.")
+        raise ValueError(f"{path} is a directory but not a zarr store (no zarr.json at its root), so not a "
+                         "stochflow trace.")
+    try:
+        return zarr.open_group(str(path), mode="r")
+    except Exception as error:
+        raise ValueError(f"{path}: the zarr metadata cannot be read ({type(error).__name__}: {error}); "
+                         "the store was damaged. Restore it from a copy, or rerun.") from None
+
+
+def _draw_bytes(root: Any, num_draws: int) -> int:
+    """What reading the first ``num_draws`` draws of every stored variable takes in memory."""
+    total = 0
+    for group in ("posterior", "unconstrained_posterior", "sample_stats"):
+        if group not in root:
+            continue
+        for _, array in root[group].arrays():
+            if array.ndim >= 2:
+                total += int(np.prod((array.shape[0], min(array.shape[1], num_draws)) + array.shape[2:])) \
+                    * np.dtype(array.dtype).itemsize
+    return total
+
+
+def _read_zarr(path: pathlib.Path, lazy: Optional[bool]) -> dict[str, Any]:
     # The checkpoint first: the consolidated metadata read after it covers at
     # least its committed draws, even while a run appends more.
     run_dir = path / RUN_DIR
     checkpoint = _read_checkpoint(run_dir / "checkpoint.npz")
-    root = zarr.open_group(str(path), mode="r")
+    root = _open_root(path)
     attrs = dict(root["sample_stats"].attrs) if "sample_stats" in root else {}
     if checkpoint is not None:  # a run store: its committed draws
         record = checkpoint[0]
@@ -550,6 +666,13 @@ def _read_zarr(path: pathlib.Path, lazy: bool) -> dict[str, Any]:
         num_draws = root["sample_stats"]["draw"].shape[0]
     else:
         raise ValueError(f"{path} is not a stochflow trace (no stochflow metadata, no run record).")
+    lost = _lost_chunks(path, root, num_draws)
+    if lost:
+        raise ValueError(f"{path}: chunk files are missing (deleted, or a copy cut short), so these draws are "
+                         f"lost: {_describe_lost(lost)}. The other draws are intact; restore the store from a "
+                         "copy, or rerun.")
+
+    lazy = _draw_bytes(root, num_draws) > LAZY_ABOVE_BYTES if lazy is None else lazy
 
     def variables(group: str, skip=("chain", "draw")) -> dict[str, Any]:
         if group not in root:
@@ -604,11 +727,13 @@ def _read_netcdf(path: pathlib.Path) -> dict[str, Any]:
     )
 
 
-def read(path: PathLike, *, lazy: bool = False) -> dict[str, Any]:
+def read(path: PathLike, *, lazy: Optional[bool] = None) -> dict[str, Any]:
     """The fields of the trace stored at ``path`` (the keyword arguments of
     :class:`~stochflow.trace.Trace`); :func:`stochflow.load` says which files
     and what ``lazy`` does. For a NumPyro model the stored constrained draws
     come as ``constrained`` (a ``constrain`` function cannot be stored)."""
+    if lazy is not None and not isinstance(lazy, bool):
+        raise TypeError(f"lazy must be True, False or None (lazy above {LAZY_ABOVE_BYTES} bytes), got {lazy!r}.")
     path = pathlib.Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist.")
@@ -636,18 +761,10 @@ class Progress(NamedTuple):
 
 
 def _atomic_write(path: pathlib.Path, write: Callable[[Any], None]) -> None:
-    """Write a file so that readers see the old one or the new one, never a part."""
-    temporary = path.with_name(path.name + ".tmp")
-    with open(temporary, "wb") as handle:
+    """Write a file with ``write(handle)`` so that readers see the old one or the new one,
+    never a part; a failed write leaves the old one (:func:`_replacing`)."""
+    with _replacing(path) as (temporary,), open(temporary, "wb") as handle:
         write(handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
 
 
 def _leaf_to_numpy(leaf: Any) -> tuple[np.ndarray, str]:
@@ -657,11 +774,22 @@ def _leaf_to_numpy(leaf: Any) -> tuple[np.ndarray, str]:
 
 
 def _read_checkpoint(path: pathlib.Path) -> Optional[tuple[dict, list[np.ndarray]]]:
+    """The committed record and sampler state leaves, ``None`` if nothing was committed,
+    or an error saying the checkpoint is damaged."""
     if not path.exists():
         return None
-    with np.load(path) as archive:
-        record = json.loads(archive["record"].tobytes().decode())
-        leaves = [archive[f"leaf_{i}"] for i in range(record["num_leaves"])]
+    try:
+        with np.load(path) as archive:
+            record = json.loads(archive["record"].tobytes().decode())
+            leaves = [archive[f"leaf_{i}"] for i in range(record["num_leaves"])]
+    except (zipfile.BadZipFile, EOFError, KeyError, ValueError, OSError) as error:
+        store = path.parent.parent
+        raise ValueError(
+            f"store={str(store)!r}: its checkpoint {path} is damaged ({type(error).__name__}: {error}). "
+            "Checkpoints are replaced atomically, so it was cut short or overwritten from outside (a partial "
+            "copy, a disk fault): the store can be neither loaded nor resumed. Restore it from a copy, or "
+            "rerun at a new path."
+        ) from None
     return record, leaves
 
 
@@ -732,6 +860,22 @@ class RunStore:
                 "or choose a new path (an existing store is never overwritten)."
             )
         cls._check_same_run(path, cls._stored_metadata(path), _jsonable(metadata))
+        cls._check_intact(path)
+
+    @staticmethod
+    def _check_intact(path: pathlib.Path) -> None:
+        """Refuse a store whose committed draws lost chunk files: a resume goes on from the
+        last commit and cannot redo draws before it (a listing: nothing is read)."""
+        checkpoint = _read_checkpoint(path / RUN_DIR / "checkpoint.npz")
+        if checkpoint is None:
+            return
+        lost = _lost_chunks(path, _open_root(path), checkpoint[0]["draws_done"])
+        if lost:
+            raise ValueError(
+                f"store={str(path)!r} cannot be resumed: chunk files of committed draws are missing "
+                f"({_describe_lost(lost)}). A resume goes on from the last commit and cannot redo draws "
+                "before it; restore the store from a copy, or rerun at a new path."
+            )
 
     @staticmethod
     def _stored_metadata(path: pathlib.Path) -> dict:
@@ -768,7 +912,7 @@ class RunStore:
             _atomic_write(run_dir / "metadata.json", lambda f: f.write(json.dumps(metadata).encode()))
             root = zarr.open_group(str(path), mode="a")
             attrs = _attrs(metadata, 0, 0)
-            root.attrs.update(attrs)
+            root.attrs.update(dict(attrs, **{CHUNKS_ATTR: EVERY_CHUNK_WRITTEN}))
             for group in ("posterior", "sample_stats"):  # empty until the first chunk
                 node = root.create_group(group, attributes=attrs)
                 node.create_array("chain", data=np.arange(metadata["num_particles"]), dimension_names=("chain",))
@@ -877,10 +1021,29 @@ class RunStore:
 
     def prepare(self) -> None:
         """Drop a torn chunk, so the store holds exactly the committed draws."""
-        self._truncate(self.progress.draws_done)
-        _consolidate(self.path)
+        with self._writing("the cut of a torn chunk"):
+            self._truncate(self.progress.draws_done)
+            _consolidate(self.path)
 
     # -- writing ---------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _writing(self, what: str) -> Iterator[None]:
+        """Write ``what`` with every chunk stored (none left out for holding the fill value,
+        as :data:`EVERY_CHUNK_WRITTEN` promises); an OS error (a full disk) becomes one
+        saying what the store still holds and how to go on."""
+        import zarr
+
+        try:
+            with zarr.config.set({"array.write_empty_chunks": True}):
+                yield
+        except OSError as error:
+            reason = os.strerror(error.errno) if error.errno else str(error)
+            raise OSError(error.errno, (
+                f"store={str(self.path)!r}: could not write {what}: {reason}. The store keeps the "
+                f"{self.progress.draws_done} draws of its last commit, intact; free some space (or raise the "
+                "file size limit), then run again with resume=True to go on from there."
+            )) from error
 
     def _group(self, group: str, num_chains: int) -> Any:
         """The zarr group ``group``, created with its ``chain`` coordinate on first use."""
@@ -895,12 +1058,13 @@ class RunStore:
             return node[name]
         chunk = max(self._chunk_draws, 1)
         if name == "draw":
-            return node.create_array(name, shape=(0,), chunks=(chunk,), dtype=values.dtype,
-                                     fill_value=0, dimension_names=("draw",))
+            return node.create_array(name, shape=(0,), chunks=(chunk,), dtype=values.dtype, fill_value=0,
+                                     compressors=_checked_compressors(), dimension_names=("draw",))
         shape = values.shape
         fill = np.nan if np.issubdtype(values.dtype, np.floating) else 0
         return node.create_array(name, shape=(shape[0], 0) + shape[2:], chunks=(shape[0], chunk) + shape[2:],
-                                 dtype=values.dtype, fill_value=fill, dimension_names=_variable_dims(name, shape))
+                                 dtype=values.dtype, fill_value=fill, compressors=_checked_compressors(),
+                                 dimension_names=_variable_dims(name, shape))
 
     def _append_group(self, group: str, variables: dict[str, np.ndarray], first: int) -> None:
         num_chains, num_new = next(iter(variables.values())).shape[:2]
@@ -918,23 +1082,26 @@ class RunStore:
         """Write draws ``first_draw ...`` (positions ``(particles, n, dim)``, stats
         ``(particles, n)``). Not committed until :meth:`commit`."""
         stats = {_file_stat_name(name): value for name, value in stats.items()}
-        self._append_group("sample_stats", stats, first_draw)
-        if self._constrain is None:
-            self._append_group("posterior", {POSITIONS: positions}, first_draw)
-        else:
-            constrained = {name: np.asarray(v) for name, v in self._constrain(positions).items()}
-            self._append_group("posterior", constrained, first_draw)
-            self._append_group("unconstrained_posterior", {POSITIONS: positions}, first_draw)
+        constrained = None if self._constrain is None else \
+            {name: np.asarray(v) for name, v in self._constrain(positions).items()}
+        with self._writing(f"draws {first_draw}..{first_draw + positions.shape[1] - 1}"):
+            self._append_group("sample_stats", stats, first_draw)
+            if constrained is None:
+                self._append_group("posterior", {POSITIONS: positions}, first_draw)
+            else:
+                self._append_group("posterior", constrained, first_draw)
+                self._append_group("unconstrained_posterior", {POSITIONS: positions}, first_draw)
 
     def commit(self, progress: Progress, state: Any) -> None:
         """Make everything written so far, and ``state``, the point a resume starts from."""
-        _consolidate(self.path)
         converted = [_leaf_to_numpy(leaf) for leaf in jax.tree_util.tree_leaves(state)]
         record = dict(progress._asdict(), metadata=self.metadata, num_leaves=len(converted),
                       key_impls=[impl for _, impl in converted], format_version=_FORMAT_VERSION)
         arrays = {f"leaf_{i}": leaf for i, (leaf, _) in enumerate(converted)}
         arrays["record"] = np.frombuffer(json.dumps(record).encode(), dtype=np.uint8)
-        _atomic_write(self.path / RUN_DIR / "checkpoint.npz", lambda f: np.savez(f, **arrays))
+        with self._writing(f"the checkpoint of draw {progress.draws_done}"):
+            _consolidate(self.path)
+            _atomic_write(self.path / RUN_DIR / "checkpoint.npz", lambda f: np.savez(f, **arrays))
         self._record = record
 
     def finish(self) -> None:
@@ -942,12 +1109,15 @@ class RunStore:
         progress = self.progress
         metadata = dict(self.metadata, n_grad_warmup=progress.n_grad_warmup)
         attrs = _attrs(metadata, progress.num_divergent, progress.num_divergent_warmup)
-        self._root.attrs.update(attrs)
-        for group in ("posterior", "unconstrained_posterior", "sample_stats"):
-            if group in self._root:
-                self._root[group].attrs.update(attrs)
-        _consolidate(self.path)
-        self.close()
+        try:
+            with self._writing("the final counts"):
+                self._root.attrs.update(attrs)
+                for group in ("posterior", "unconstrained_posterior", "sample_stats"):
+                    if group in self._root:
+                        self._root[group].attrs.update(attrs)
+                _consolidate(self.path)
+        finally:
+            self.close()
 
     def close(self) -> None:
         if self._lock is not None:
