@@ -182,13 +182,13 @@ def _move_in(temporary: pathlib.Path, path: pathlib.Path) -> None:
 
 
 def _write_failed(paths: tuple[pathlib.Path, ...], existed: list[bool], error: Exception) -> Exception:
-    """The error a failed export raises: what failed, and that the old files are untouched."""
+    """The error a failed replacement raises: what failed, and that the old files are untouched."""
     names = " and ".join(str(path) for path in paths)
     kept = [path.name for path, there in zip(paths, existed) if there]
     outcome = (f"the existing {' and '.join(kept)} {'is' if len(kept) == 1 else 'are'} unchanged"
                if kept else "nothing was written there")
-    message = (f"could not write {names}: {type(error).__name__}: {error}. The trace went to a temporary "
-               f"file beside it, now removed; {outcome}.")
+    message = (f"could not write {names}: {type(error).__name__}: {error}. The new data went to a temporary "
+               f"copy beside it, now removed; {outcome}.")
     if isinstance(error, OSError):
         hint = " Free some space (or raise the file size limit) and write again." \
             if error.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT) else ""
