@@ -28,6 +28,16 @@ written, the zarr metadata is consolidated, then ``checkpoint.npz`` is
 replaced atomically (write to a temporary file, fsync, ``os.replace``). Draws
 past the checkpoint's count belong to a chunk that was not committed (a torn
 chunk); ``load`` ignores them and a resume cuts them off and redoes them.
+
+Nothing lost, nothing scrambled: exports go to a temporary sibling that replaces
+the target only when complete (:func:`_replacing`), so a failed write leaves the
+old file. Zarr traces and run stores write every chunk, none left out for holding
+only the fill value, with a zstd checksum, and say so in the root attribute
+:data:`CHUNKS_ATTR`; for such a store the committed draws are its record of the
+chunks that must exist: ``load`` and a resume list the chunk files (nothing is
+read) and refuse a store that lost one, and a chunk that fails its checksum is
+an error naming its draws when it is read. Stores written before the attribute
+are read unverified.
 """
 
 from __future__ import annotations
