@@ -28,16 +28,32 @@ written, the zarr metadata is consolidated, then ``checkpoint.npz`` is
 replaced atomically (write to a temporary file, fsync, ``os.replace``). Draws
 past the checkpoint's count belong to a chunk that was not committed (a torn
 chunk); ``load`` ignores them and a resume cuts them off and redoes them.
+
+Nothing lost, nothing scrambled: exports go to a temporary sibling that replaces
+the target only when complete (:func:`_replacing`), so a failed write leaves the
+old file. Zarr traces and run stores write every chunk, none left out for holding
+only the fill value, with a zstd checksum, and say so in the root attribute
+:data:`CHUNKS_ATTR`; for such a store the committed draws are its record of the
+chunks that must exist: ``load`` and a resume list the chunk files (nothing is
+read) and refuse a store that lost one, and a chunk that fails its checksum is
+an error naming its draws when it is read. Stores written before the attribute
+are read unverified.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
+import io
+import itertools
 import json
 import os
 import pathlib
+import shutil
+import uuid
 import warnings
+import zipfile
 from typing import Any, Callable, Iterator, NamedTuple, Optional, Union
 
 import jax
@@ -50,6 +66,12 @@ PathLike = Union[str, os.PathLike]
 POSITIONS = "x"
 RUN_DIR = "stochflow_run"
 _FORMAT_VERSION = 1
+# A zarr root attribute: every chunk of the store was written (none left out for holding
+# only the fill value) with a zstd checksum, so a missing chunk file is lost data and a
+# damaged one fails to decode. Stores without it (written before) are read unverified.
+CHUNKS_ATTR, EVERY_CHUNK_WRITTEN = "stochflow_chunks", "every chunk written, zstd with checksum"
+# ``load(path)`` of a zarr trace whose draws take more than this (uncompressed) leaves them on disk.
+LAZY_ABOVE_BYTES = 2**30
 # Metadata entries that must agree for a store to be resumed by a run.
 RUN_IDENTITY = ("sampler", "sampler_params", "target", "dim", "dtype", "num_particles",
                 "num_steps", "warmup", "thin", "key")
@@ -117,42 +139,150 @@ def _trace_groups(trace: Any) -> dict[str, Any]:
 
 
 def _refuse_existing(path: pathlib.Path, overwrite: bool) -> None:
+    """Refuse a path in a missing directory, an existing path without ``overwrite``, and a
+    directory that is not a zarr store (never replaced, whatever ``overwrite`` says)."""
     if not path.parent.is_dir():
         raise FileNotFoundError(f"cannot write {path}: the directory {path.parent} does not exist.")
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} already exists; pass overwrite=True to replace it, or choose another path.")
+    if path.is_dir() and not ((path / "zarr.json").exists() or (path / ".zgroup").exists()):
+        raise ValueError(f"{path} is a directory but not a zarr store; it is not replaced. Choose another path.")
 
 
-def _remove(path: pathlib.Path) -> None:
-    """Remove a file, or a directory only if it is a zarr store (never any other folder)."""
-    import shutil
+def _temporary_sibling(path: pathlib.Path) -> pathlib.Path:
+    """A fresh name beside ``path`` (same directory, so same filesystem: renames are atomic)."""
+    return path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.partial")
 
-    if path.is_dir():
-        if not ((path / "zarr.json").exists() or (path / ".zgroup").exists()):
-            raise ValueError(f"{path} is a directory but not a zarr store; it is not replaced. Choose another path.")
-        shutil.rmtree(path)
-    elif path.exists():
-        path.unlink()
+
+def _discard(path: pathlib.Path) -> None:
+    """Remove a file or directory if it exists."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def _fsync(path: pathlib.Path) -> None:
+    """Flush a file, or a directory entry, to the disk."""
+    handle = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(handle)
+    finally:
+        os.close(handle)
+
+
+def _move_in(temporary: pathlib.Path, path: pathlib.Path) -> None:
+    """Put ``temporary`` at ``path``: one ``os.replace`` for a file over a file; otherwise
+    (a zarr directory) the old one is renamed aside, the new one renamed in, then the old
+    one deleted; if the second rename fails the old one is put back."""
+    if temporary.is_file() and not path.is_dir():
+        os.replace(temporary, path)
+        return
+    if not path.exists():
+        os.rename(temporary, path)
+        return
+    aside = _temporary_sibling(path)
+    os.rename(path, aside)
+    try:
+        os.rename(temporary, path)
+    except BaseException:
+        os.rename(aside, path)
+        raise
+    _discard(aside)
+
+
+def _write_failed(paths: tuple[pathlib.Path, ...], existed: list[bool], error: Exception) -> Exception:
+    """The error a failed replacement raises: what failed, and that the old files are untouched."""
+    names = " and ".join(str(path) for path in paths)
+    kept = [path.name for path, there in zip(paths, existed) if there]
+    outcome = (f"the existing {' and '.join(kept)} {'is' if len(kept) == 1 else 'are'} unchanged"
+               if kept else "nothing was written there")
+    message = (f"could not write {names}: {type(error).__name__}: {error}. The new data went to a temporary "
+               f"copy beside it, now removed; {outcome}.")
+    if isinstance(error, OSError):
+        hint = " Free some space (or raise the file size limit) and write again." \
+            if error.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT) else ""
+        return OSError(error.errno, message + hint)
+    return ValueError(message)
+
+
+@contextlib.contextmanager
+def _replacing(*paths: pathlib.Path) -> Iterator[tuple[pathlib.Path, ...]]:
+    """Temporary siblings of ``paths`` to write into, as one unit: when the block succeeds
+    they are flushed to disk and replace ``paths`` (:func:`_move_in`); when it fails they
+    are removed and the error (:func:`_write_failed`) says ``paths`` are as they were.
+    An old file is never deleted before its replacement is complete."""
+    temporaries = tuple(_temporary_sibling(path) for path in paths)
+    existed = [path.exists() for path in paths]
+    try:
+        yield temporaries
+        for temporary in temporaries:
+            if temporary.is_file():
+                _fsync(temporary)
+    except Exception as error:
+        for temporary in temporaries:
+            _discard(temporary)
+        raise _write_failed(paths, existed, error) from error
+    except BaseException:
+        for temporary in temporaries:
+            _discard(temporary)
+        raise
+    for temporary, path in zip(temporaries, paths):
+        _move_in(temporary, path)
+    _fsync(paths[0].parent)
 
 
 def to_netcdf(trace: Any, path: PathLike, *, overwrite: bool = False) -> pathlib.Path:
-    """Write ``trace`` to a NetCDF-4 file (one HDF5 group per ArviZ group)."""
+    """Write ``trace`` to a NetCDF-4 file (one HDF5 group per ArviZ group). The file is
+    composed in memory (HDF5 does not survive a failed write to disk: a full disk left it
+    crashing on close) and written beside ``path`` in one piece, then moved there: a
+    failed write leaves an existing file as it was."""
     path = pathlib.Path(path)
     _refuse_existing(path, overwrite)
-    _remove(path)
-    for index, (group, dataset) in enumerate(_trace_groups(trace).items()):
-        dataset.to_netcdf(path, group=group, mode="w" if index == 0 else "a", engine="h5netcdf")
+    with _replacing(path) as (temporary,):
+        composed = io.BytesIO()
+        for index, (group, dataset) in enumerate(_trace_groups(trace).items()):
+            dataset.to_netcdf(composed, group=group, mode="w" if index == 0 else "a", engine="h5netcdf")
+        temporary.write_bytes(composed.getbuffer())
     return path
 
 
-def to_zarr(trace: Any, path: PathLike, *, overwrite: bool = False) -> pathlib.Path:
-    """Write ``trace`` to a zarr directory (one zarr group per ArviZ group)."""
-    path = pathlib.Path(path)
-    _refuse_existing(path, overwrite)
-    _remove(path)
+def _checked_compressors() -> list:
+    """Zstd with its frame checksum: a damaged chunk fails to decode instead of reading as other numbers."""
+    from zarr.codecs import ZstdCodec
+
+    return [ZstdCodec(level=0, checksum=True)]
+
+
+def _zarr_files(trace: Any) -> dict[str, Any]:
+    """The files of ``trace``'s zarr store, composed in memory (key -> bytes): every chunk
+    written (none left out for holding only the fill value), with checksums."""
+    import zarr
+
+    files: dict[str, Any] = {}
     with _quiet_zarr():
         for index, (group, dataset) in enumerate(_trace_groups(trace).items()):
-            dataset.to_zarr(path, group=group, mode="w-" if index == 0 else "a", consolidated=True)
+            encoding = {name: {"compressors": _checked_compressors()} for name in dataset.data_vars}
+            dataset.to_zarr(zarr.storage.MemoryStore(files), group=group, mode="w-" if index == 0 else "a",
+                            consolidated=True, write_empty_chunks=True, encoding=encoding)
+        root = zarr.open_group(zarr.storage.MemoryStore(files), mode="a")
+        root.attrs[CHUNKS_ATTR] = EVERY_CHUNK_WRITTEN
+        zarr.consolidate_metadata(zarr.storage.MemoryStore(files))
+    return files
+
+
+def to_zarr(trace: Any, path: PathLike, *, overwrite: bool = False) -> pathlib.Path:
+    """Write ``trace`` to a zarr directory (one zarr group per ArviZ group), every chunk
+    written and checksummed, so ``load`` can tell a lost or damaged chunk. The store is
+    composed in memory (compressed), written beside ``path`` file by file, then swapped
+    in: a failed write leaves an existing store as it was."""
+    path = pathlib.Path(path)
+    _refuse_existing(path, overwrite)
+    with _replacing(path) as (temporary,):
+        for key, content in _zarr_files(trace).items():
+            file = temporary.joinpath(*key.split("/"))
+            file.parent.mkdir(parents=True, exist_ok=True)
+            file.write_bytes(content.to_bytes())
     return path
 
 
@@ -198,49 +328,153 @@ def to_csv(trace: Any, path: PathLike, *, overwrite: bool = False) -> pathlib.Pa
     variables[position_name] = np.asarray(trace.positions)
     stats = {_file_stat_name(name): np.asarray(value) for name, value in trace.stats.items()}
     columns: dict[str, str] = {}
-    with open(path, "w", newline="") as handle:
-        for chain in range(trace.num_particles):
-            frame = {"chain": np.full(trace.num_draws, chain), "draw": np.arange(trace.num_draws)}
-            for name, values in list(variables.items()) + list(stats.items()):
-                frame.update(_csv_columns(name, values[chain]))
-            table = pd.DataFrame(frame)
-            columns = {column: str(dtype) for column, dtype in table.dtypes.items()}
-            table.to_csv(handle, header=chain == 0, index=False, float_format="%.17g")
-    sidecar.write_text(json.dumps({
+    with _replacing(path, sidecar) as (temporary, temporary_sidecar):
+        with open(temporary, "w", newline="") as handle:
+            for chain in range(trace.num_particles):
+                frame = {"chain": np.full(trace.num_draws, chain), "draw": np.arange(trace.num_draws)}
+                for name, values in list(variables.items()) + list(stats.items()):
+                    frame.update(_csv_columns(name, values[chain]))
+                table = pd.DataFrame(frame)
+                columns = {column: str(dtype) for column, dtype in table.dtypes.items()}
+                table.to_csv(handle, header=chain == 0, index=False, float_format="%.17g")
+        temporary_sidecar.write_text(_csv_sidecar_text(trace, position_name, variables, stats, columns))
+    return path
+
+
+def _csv_sidecar_text(trace: Any, position_name: str, variables: dict[str, np.ndarray],
+                      stats: dict[str, np.ndarray], columns: dict[str, str]) -> str:
+    """The JSON beside a CSV trace: metadata, counts, the grid, and each column's dtype."""
+    return json.dumps({
         "format": "stochflow-csv",
         "format_version": _FORMAT_VERSION,
         "metadata": trace.metadata,
         "num_divergent": int(trace.num_divergent),
         "num_divergent_warmup": int(trace.num_divergent_warmup),
+        "num_chains": int(trace.num_particles),
+        "num_draws": int(trace.num_draws),
         "positions": position_name,
         "variables": {name: list(np.shape(v)[2:]) for name, v in variables.items()},
         "stats": {name: list(np.shape(v)[2:]) for name, v in stats.items()},
         "dtypes": columns,
-    }, indent=1))
-    return path
+    }, indent=1)
 
 
-def _from_csv(path: pathlib.Path) -> dict[str, Any]:
-    import pandas as pd
-
+def _read_sidecar(path: pathlib.Path) -> dict[str, Any]:
+    """The JSON ``to_csv`` writes beside ``path``, checked to be one."""
     sidecar = _csv_sidecar(path)
     if not sidecar.exists():
         raise FileNotFoundError(f"{sidecar} (the metadata written beside {path.name} by to_csv) is missing.")
-    info = json.loads(sidecar.read_text())
-    table = pd.read_csv(path, dtype={c: ("float64" if "float" in d else d) for c, d in info["dtypes"].items()})
-    num_chains = int(table["chain"].max()) + 1
-    num_draws = len(table) // num_chains
+    try:
+        info = json.loads(sidecar.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"{sidecar} (the metadata beside {path.name}) is not valid JSON ({error}): it was "
+                         "damaged or replaced; write the trace again with trace.to_csv.") from None
+    needed = ("metadata", "num_divergent", "num_divergent_warmup", "positions", "variables", "stats", "dtypes")
+    if not isinstance(info, dict) or info.get("format") != "stochflow-csv" or any(k not in info for k in needed):
+        raise ValueError(f"{sidecar} is not the metadata stochflow writes beside a CSV trace "
+                         f"(a JSON object with format 'stochflow-csv' and {', '.join(needed)}).")
+    return info
+
+
+def _read_table(path: pathlib.Path) -> Any:
+    """The CSV as pandas parses it, every column's type inferred (checked by :func:`_typed_column`)."""
+    import pandas as pd
+
+    try:
+        return pd.read_csv(path, low_memory=False)
+    except pd.errors.EmptyDataError:
+        raise ValueError(f"{path} is empty: no header, no rows. Write the trace again with trace.to_csv.") from None
+    except pd.errors.ParserError as error:
+        raise ValueError(f"{path} is not a well-formed CSV table ({error}).") from None
+
+
+_CSV_KINDS = {"f": ("fiu", "numbers"), "i": ("iu", "integers"), "u": ("iu", "integers"), "b": ("b", "True or False")}
+
+
+def _typed_column(path: pathlib.Path, table: Any, name: str, dtype: str) -> np.ndarray:
+    """Column ``name`` as ``dtype`` (what ``to_csv`` wrote), or an error naming the first
+    row (line of the file) that does not hold such a value."""
+    column, wanted = table[name], np.dtype(dtype)
+    accepted, what = _CSV_KINDS.get(wanted.kind, (None, wanted.name))
+    if accepted is not None and column.dtype.kind not in accepted:
+        if wanted.kind == "b":
+            bad = ~column.isin([True, False, "True", "False"])
+        else:
+            import pandas as pd
+
+            numbers = pd.to_numeric(column, errors="coerce")
+            bad = numbers.isna() | ((numbers % 1 != 0) if wanted.kind in "iu" else False)
+        row = int(np.flatnonzero(bad.to_numpy())[0])
+        value = column.iloc[row]
+        value = value.item() if isinstance(value, np.generic) else value
+        shown = "an empty cell" if isinstance(value, float) and np.isnan(value) else repr(value)
+        raise ValueError(f"{path}: column {name!r} holds {what} ({wanted.name}), but line {row + 2} has {shown}.")
+    values = column.to_numpy()
+    typed = values.astype(wanted)
+    if wanted.kind in "iu" and not np.array_equal(typed, values):
+        row = int(np.flatnonzero(typed != values)[0])
+        raise ValueError(f"{path}: column {name!r} holds {wanted.name}, but line {row + 2} has {values[row].item()!r}, "
+                         "which does not fit.")
+    return typed
+
+
+def _cells(cells: np.ndarray, num_draws: int, limit: int = 8) -> str:
+    """``(chain, draw)`` pairs of flat grid cells, the first ``limit`` of them, for a message."""
+    shown = ", ".join(f"({cell // num_draws}, {cell % num_draws})" for cell in cells[:limit])
+    return shown + (f" and {cells.size - limit} more" if cells.size > limit else "")
+
+
+def _grid_order(path: pathlib.Path, chain: np.ndarray, draw: np.ndarray, num_chains: int,
+                num_draws: int) -> np.ndarray:
+    """The row of each ``(chain, draw)`` cell of the grid, in C order: every cell must be
+    held by exactly one row, whatever the rows' order; an error names the rows outside
+    the grid, or the missing and the duplicated cells."""
+    grid = f"the grid of {num_chains} chains x {num_draws} draws that {_csv_sidecar(path).name} states"
+    outside = np.flatnonzero((chain < 0) | (chain >= num_chains) | (draw < 0) | (draw >= num_draws))
+    if outside.size:
+        rows = ", ".join(f"line {row + 2} ({chain[row]}, {draw[row]})" for row in outside[:8])
+        raise ValueError(f"{path}: {outside.size} row{'s' if outside.size > 1 else ''} with a (chain, draw) outside {grid}: {rows}"
+                         f"{' ...' if outside.size > 8 else ''}. Was a cell edited?")
+    cell = chain.astype(np.int64) * num_draws + draw
+    counts = np.bincount(cell, minlength=num_chains * num_draws)
+    missing, duplicated = np.flatnonzero(counts == 0), np.flatnonzero(counts > 1)
+    if missing.size or duplicated.size:
+        found = ([f"missing {missing.size} (chain, draw): {_cells(missing, num_draws)}"] if missing.size else []) + \
+            ([f"duplicated {duplicated.size}: {_cells(duplicated, num_draws)}"] if duplicated.size else [])
+        raise ValueError(f"{path} does not hold each (chain, draw) of {grid} once: {'; '.join(found)}. "
+                         "Rows were deleted, repeated or edited; write the trace again with trace.to_csv.")
+    order = np.empty(cell.size, np.int64)
+    order[cell] = np.arange(cell.size)
+    return order
+
+
+def _from_csv(path: pathlib.Path) -> dict[str, Any]:
+    """A CSV trace: every column the sidecar lists, typed; rows placed by their ``chain``
+    and ``draw`` columns (any order), which must cover the sidecar's grid exactly once."""
+    info = _read_sidecar(path)
+    table = _read_table(path)
+    missing = [name for name in info["dtypes"] if name not in table.columns]
+    if missing:
+        listed = ", ".join(map(repr, missing[:8])) + (f" and {len(missing) - 8} more" if len(missing) > 8 else "")
+        raise ValueError(f"{path} has no column {listed}, which {_csv_sidecar(path).name} lists (to_csv writes "
+                         "them all): the CSV was edited, or belongs to another JSON. Write the trace again with "
+                         "trace.to_csv.")
+    columns = {name: _typed_column(path, table, name, dtype) for name, dtype in info["dtypes"].items()}
+    metadata = info["metadata"]
+    # Sidecars from before the grid was recorded: the chains of the metadata, the draws seen.
+    num_chains = int(info.get("num_chains", metadata.get("num_particles", columns["chain"].max(initial=-1) + 1)))
+    num_draws = int(info.get("num_draws", columns["draw"].max(initial=-1) + 1))
+    order = _grid_order(path, columns["chain"], columns["draw"], num_chains, num_draws)
 
     def gather(name: str, shape: list[int]) -> np.ndarray:
         names = list(_csv_columns(name, np.zeros([1] + shape)).keys())
-        dtype = info["dtypes"][names[0]]
-        values = table[names].to_numpy().astype(dtype)
+        values = np.stack([columns[column] for column in names], axis=-1)[order]
         return values.reshape([num_chains, num_draws] + shape)
 
     variables = {name: gather(name, shape) for name, shape in info["variables"].items()}
     positions = variables.pop(info["positions"])
     stats = {_trace_stat_name(name): gather(name, shape) for name, shape in info["stats"].items()}
-    return dict(positions=positions, stats=stats, metadata=info["metadata"],
+    return dict(positions=positions, stats=stats, metadata=metadata,
                 num_divergent=info["num_divergent"], num_divergent_warmup=info["num_divergent_warmup"],
                 constrained=variables or None)
 
@@ -269,8 +503,22 @@ class StoredArray(np.lib.mixins.NDArrayOperatorsMixin):
         return self.shape[0]
 
     def __array__(self, dtype=None, copy=None) -> np.ndarray:
-        values = np.asarray(self._array[:, : self.shape[1]])
+        values = self._read((slice(None), slice(0, self.shape[1])))
         return values if dtype is None else values.astype(dtype)
+
+    def _read(self, selection: tuple) -> np.ndarray:
+        """``selection`` of the zarr array; a chunk that fails to decode is an error naming its draws."""
+        try:
+            return np.asarray(self._array[selection])
+        except Exception as error:
+            damaged = _undecodable_draws(self._array, self.shape[1])
+            if not damaged:
+                raise
+            raise ValueError(
+                f"{self._array.store_path}: the chunks holding draws {_draw_ranges(damaged)} cannot be decoded "
+                f"({type(error).__name__}: {error}): the files were damaged after they were written. "
+                "The other draws are intact (slice around these); restore the store from a copy, or rerun."
+            ) from None
 
     def __array_ufunc__(self, ufunc: Any, method: str, *inputs: Any, **kwargs: Any) -> Any:
         loaded = [np.asarray(x) if isinstance(x, StoredArray) else x for x in inputs]
@@ -300,20 +548,119 @@ class StoredArray(np.lib.mixins.NDArrayOperatorsMixin):
             if not -self.shape[1] <= draw < self.shape[1]:
                 raise IndexError(f"draw {draw} is out of range for {self.shape[1]} draws.")
             draw = int(draw) % self.shape[1]
-        return np.asarray(self._array[(index[0], draw) + index[2:]])
+        return self._read((index[0], draw) + index[2:])
 
     def __repr__(self) -> str:
         return f"StoredArray(shape={self.shape}, dtype={self.dtype})"
 
 
-def _read_zarr(path: pathlib.Path, lazy: bool) -> dict[str, Any]:
+def _draw_axis(array: Any) -> Optional[int]:
+    names = tuple(array.metadata.dimension_names or ())
+    return names.index("draw") if "draw" in names else None
+
+
+def _draw_chunks(array: Any, num_draws: int) -> Iterator[tuple[int, int]]:
+    """The draw ranges ``(first, last)`` of ``array``'s chunks over its first ``num_draws`` draws."""
+    axis = _draw_axis(array)
+    size, step = min(array.shape[axis], num_draws), array.chunks[axis]
+    for first in range(0, size, step):
+        yield first, min(first + step, size) - 1
+
+
+def _undecodable_draws(array: Any, num_draws: int) -> list[tuple[int, int]]:
+    """The draw ranges of ``array``'s chunks that fail to decode (each read on its own)."""
+    axis, damaged = _draw_axis(array), []
+    for first, last in _draw_chunks(array, num_draws):
+        selection = [slice(None)] * array.ndim
+        selection[axis] = slice(first, last + 1)
+        try:
+            array[tuple(selection)]
+        except Exception:
+            damaged.append((first, last))
+    return damaged
+
+
+def _missing_draws(path: pathlib.Path, array: Any, num_draws: int) -> list[tuple[int, int]]:
+    """The draw ranges of ``array``'s chunks over its first ``num_draws`` draws whose
+    files are missing from the store at ``path`` (a listing: nothing is read)."""
+    axis = _draw_axis(array)
+    counts = [-(-size // chunk) for size, chunk in zip(array.shape, array.chunks)]
+    missing = []
+    for number, (first, last) in enumerate(_draw_chunks(array, num_draws)):
+        counts[axis] = 1
+        for coords in itertools.product(*(range(count) for count in counts)):
+            coords = coords[:axis] + (number,) + coords[axis + 1:]
+            if not (path / array.path / array.metadata.encode_chunk_key(coords)).is_file():
+                missing.append((first, last))
+                break
+    return missing
+
+
+def _draw_ranges(ranges: list[tuple[int, int]]) -> str:
+    return ", ".join(f"{first}..{last}" if last > first else str(first) for first, last in ranges)
+
+
+def _lost_chunks(path: pathlib.Path, root: Any, num_draws: int) -> dict[str, list[tuple[int, int]]]:
+    """The draw ranges whose chunk files are missing, per array (``group/name``), over the
+    first ``num_draws`` draws of a store marked :data:`EVERY_CHUNK_WRITTEN`; empty for an
+    intact store, or one written before the mark (which cannot be verified)."""
+    if root.attrs.get(CHUNKS_ATTR) != EVERY_CHUNK_WRITTEN:
+        return {}
+    lost = {}
+    for group in ("posterior", "unconstrained_posterior", "sample_stats"):
+        if group not in root:
+            continue
+        for name, array in root[group].arrays():
+            missing = _missing_draws(path, array, num_draws) if _draw_axis(array) is not None else []
+            if missing:
+                lost[f"{group}/{name}"] = missing
+    return lost
+
+
+def _describe_lost(lost: dict[str, list[tuple[int, int]]]) -> str:
+    """Which draws of which arrays lost their chunk files, for a message."""
+    return "; ".join(f"{name}: draws {_draw_ranges(ranges)}" for name, ranges in lost.items())
+
+
+def _open_root(path: pathlib.Path) -> Any:
+    """The zarr root group at ``path`` (consolidated metadata), or an error saying why not."""
     import zarr
 
+    if not any(path.iterdir()):
+        raise ValueError(f"{path} is an empty directory, not a trace: nothing was written there. Give the path "
+                         "of a file or store written by to_netcdf, to_zarr, to_csv or sample(store=...).")
+    if not ((path / "zarr.json").exists() or (path / ".zgroup").exists()):
+        if (path / RUN_DIR).is_dir():
+            raise ValueError(f"{path} is a run store that lost its zarr root metadata ({path / 'zarr.json'}): "
+                             "the draws cannot be located without it. Restore the store from a copy, or rerun.")
+        raise ValueError(f"{path} is a directory but not a zarr store (no zarr.json at its root), so not a "
+                         "stochflow trace.")
+    try:
+        return zarr.open_group(str(path), mode="r")
+    except Exception as error:
+        raise ValueError(f"{path}: the zarr metadata cannot be read ({type(error).__name__}: {error}); "
+                         "the store was damaged. Restore it from a copy, or rerun.") from None
+
+
+def _draw_bytes(root: Any, num_draws: int) -> int:
+    """What reading the first ``num_draws`` draws of every stored variable takes in memory."""
+    total = 0
+    for group in ("posterior", "unconstrained_posterior", "sample_stats"):
+        if group not in root:
+            continue
+        for _, array in root[group].arrays():
+            if array.ndim >= 2:
+                total += int(np.prod((array.shape[0], min(array.shape[1], num_draws)) + array.shape[2:])) \
+                    * np.dtype(array.dtype).itemsize
+    return total
+
+
+def _read_zarr(path: pathlib.Path, lazy: Optional[bool]) -> dict[str, Any]:
     # The checkpoint first: the consolidated metadata read after it covers at
     # least its committed draws, even while a run appends more.
     run_dir = path / RUN_DIR
     checkpoint = _read_checkpoint(run_dir / "checkpoint.npz")
-    root = zarr.open_group(str(path), mode="r")
+    root = _open_root(path)
     attrs = dict(root["sample_stats"].attrs) if "sample_stats" in root else {}
     if checkpoint is not None:  # a run store: its committed draws
         record = checkpoint[0]
@@ -329,6 +676,13 @@ def _read_zarr(path: pathlib.Path, lazy: bool) -> dict[str, Any]:
         num_draws = root["sample_stats"]["draw"].shape[0]
     else:
         raise ValueError(f"{path} is not a stochflow trace (no stochflow metadata, no run record).")
+    lost = _lost_chunks(path, root, num_draws)
+    if lost:
+        raise ValueError(f"{path}: chunk files are missing (deleted, or a copy cut short), so these draws are "
+                         f"lost: {_describe_lost(lost)}. The other draws are intact; restore the store from a "
+                         "copy, or rerun.")
+
+    lazy = _draw_bytes(root, num_draws) > LAZY_ABOVE_BYTES if lazy is None else lazy
 
     def variables(group: str, skip=("chain", "draw")) -> dict[str, Any]:
         if group not in root:
@@ -383,11 +737,13 @@ def _read_netcdf(path: pathlib.Path) -> dict[str, Any]:
     )
 
 
-def read(path: PathLike, *, lazy: bool = False) -> dict[str, Any]:
+def read(path: PathLike, *, lazy: Optional[bool] = None) -> dict[str, Any]:
     """The fields of the trace stored at ``path`` (the keyword arguments of
     :class:`~stochflow.trace.Trace`); :func:`stochflow.load` says which files
     and what ``lazy`` does. For a NumPyro model the stored constrained draws
     come as ``constrained`` (a ``constrain`` function cannot be stored)."""
+    if lazy is not None and not isinstance(lazy, bool):
+        raise TypeError(f"lazy must be True, False or None (lazy above {LAZY_ABOVE_BYTES} bytes), got {lazy!r}.")
     path = pathlib.Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist.")
@@ -415,18 +771,10 @@ class Progress(NamedTuple):
 
 
 def _atomic_write(path: pathlib.Path, write: Callable[[Any], None]) -> None:
-    """Write a file so that readers see the old one or the new one, never a part."""
-    temporary = path.with_name(path.name + ".tmp")
-    with open(temporary, "wb") as handle:
+    """Write a file with ``write(handle)`` so that readers see the old one or the new one,
+    never a part; a failed write leaves the old one (:func:`_replacing`)."""
+    with _replacing(path) as (temporary,), open(temporary, "wb") as handle:
         write(handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
 
 
 def _leaf_to_numpy(leaf: Any) -> tuple[np.ndarray, str]:
@@ -436,11 +784,22 @@ def _leaf_to_numpy(leaf: Any) -> tuple[np.ndarray, str]:
 
 
 def _read_checkpoint(path: pathlib.Path) -> Optional[tuple[dict, list[np.ndarray]]]:
+    """The committed record and sampler state leaves, ``None`` if nothing was committed,
+    or an error saying the checkpoint is damaged."""
     if not path.exists():
         return None
-    with np.load(path) as archive:
-        record = json.loads(archive["record"].tobytes().decode())
-        leaves = [archive[f"leaf_{i}"] for i in range(record["num_leaves"])]
+    try:
+        with np.load(path) as archive:
+            record = json.loads(archive["record"].tobytes().decode())
+            leaves = [archive[f"leaf_{i}"] for i in range(record["num_leaves"])]
+    except (zipfile.BadZipFile, EOFError, KeyError, ValueError, OSError) as error:
+        store = path.parent.parent
+        raise ValueError(
+            f"store={str(store)!r}: its checkpoint {path} is damaged ({type(error).__name__}: {error}). "
+            "Checkpoints are replaced atomically, so it was cut short or overwritten from outside (a partial "
+            "copy, a disk fault): the store can be neither loaded nor resumed. Restore it from a copy, or "
+            "rerun at a new path."
+        ) from None
     return record, leaves
 
 
@@ -511,6 +870,22 @@ class RunStore:
                 "or choose a new path (an existing store is never overwritten)."
             )
         cls._check_same_run(path, cls._stored_metadata(path), _jsonable(metadata))
+        cls._check_intact(path)
+
+    @staticmethod
+    def _check_intact(path: pathlib.Path) -> None:
+        """Refuse a store whose committed draws lost chunk files: a resume goes on from the
+        last commit and cannot redo draws before it (a listing: nothing is read)."""
+        checkpoint = _read_checkpoint(path / RUN_DIR / "checkpoint.npz")
+        if checkpoint is None:
+            return
+        lost = _lost_chunks(path, _open_root(path), checkpoint[0]["draws_done"])
+        if lost:
+            raise ValueError(
+                f"store={str(path)!r} cannot be resumed: chunk files of committed draws are missing "
+                f"({_describe_lost(lost)}). A resume goes on from the last commit and cannot redo draws "
+                "before it; restore the store from a copy, or rerun at a new path."
+            )
 
     @staticmethod
     def _stored_metadata(path: pathlib.Path) -> dict:
@@ -547,7 +922,7 @@ class RunStore:
             _atomic_write(run_dir / "metadata.json", lambda f: f.write(json.dumps(metadata).encode()))
             root = zarr.open_group(str(path), mode="a")
             attrs = _attrs(metadata, 0, 0)
-            root.attrs.update(attrs)
+            root.attrs.update(dict(attrs, **{CHUNKS_ATTR: EVERY_CHUNK_WRITTEN}))
             for group in ("posterior", "sample_stats"):  # empty until the first chunk
                 node = root.create_group(group, attributes=attrs)
                 node.create_array("chain", data=np.arange(metadata["num_particles"]), dimension_names=("chain",))
@@ -656,10 +1031,29 @@ class RunStore:
 
     def prepare(self) -> None:
         """Drop a torn chunk, so the store holds exactly the committed draws."""
-        self._truncate(self.progress.draws_done)
-        _consolidate(self.path)
+        with self._writing("the cut of a torn chunk"):
+            self._truncate(self.progress.draws_done)
+            _consolidate(self.path)
 
     # -- writing ---------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _writing(self, what: str) -> Iterator[None]:
+        """Write ``what`` with every chunk stored (none left out for holding the fill value,
+        as :data:`EVERY_CHUNK_WRITTEN` promises); an OS error (a full disk) becomes one
+        saying what the store still holds and how to go on."""
+        import zarr
+
+        try:
+            with zarr.config.set({"array.write_empty_chunks": True}):
+                yield
+        except OSError as error:
+            reason = os.strerror(error.errno) if error.errno else str(error)
+            raise OSError(error.errno, (
+                f"store={str(self.path)!r}: could not write {what}: {reason}. The store keeps the "
+                f"{self.progress.draws_done} draws of its last commit, intact; free some space (or raise the "
+                "file size limit), then run again with resume=True to go on from there."
+            )) from error
 
     def _group(self, group: str, num_chains: int) -> Any:
         """The zarr group ``group``, created with its ``chain`` coordinate on first use."""
@@ -674,12 +1068,13 @@ class RunStore:
             return node[name]
         chunk = max(self._chunk_draws, 1)
         if name == "draw":
-            return node.create_array(name, shape=(0,), chunks=(chunk,), dtype=values.dtype,
-                                     fill_value=0, dimension_names=("draw",))
+            return node.create_array(name, shape=(0,), chunks=(chunk,), dtype=values.dtype, fill_value=0,
+                                     compressors=_checked_compressors(), dimension_names=("draw",))
         shape = values.shape
         fill = np.nan if np.issubdtype(values.dtype, np.floating) else 0
         return node.create_array(name, shape=(shape[0], 0) + shape[2:], chunks=(shape[0], chunk) + shape[2:],
-                                 dtype=values.dtype, fill_value=fill, dimension_names=_variable_dims(name, shape))
+                                 dtype=values.dtype, fill_value=fill, compressors=_checked_compressors(),
+                                 dimension_names=_variable_dims(name, shape))
 
     def _append_group(self, group: str, variables: dict[str, np.ndarray], first: int) -> None:
         num_chains, num_new = next(iter(variables.values())).shape[:2]
@@ -697,23 +1092,26 @@ class RunStore:
         """Write draws ``first_draw ...`` (positions ``(particles, n, dim)``, stats
         ``(particles, n)``). Not committed until :meth:`commit`."""
         stats = {_file_stat_name(name): value for name, value in stats.items()}
-        self._append_group("sample_stats", stats, first_draw)
-        if self._constrain is None:
-            self._append_group("posterior", {POSITIONS: positions}, first_draw)
-        else:
-            constrained = {name: np.asarray(v) for name, v in self._constrain(positions).items()}
-            self._append_group("posterior", constrained, first_draw)
-            self._append_group("unconstrained_posterior", {POSITIONS: positions}, first_draw)
+        constrained = None if self._constrain is None else \
+            {name: np.asarray(v) for name, v in self._constrain(positions).items()}
+        with self._writing(f"draws {first_draw}..{first_draw + positions.shape[1] - 1}"):
+            self._append_group("sample_stats", stats, first_draw)
+            if constrained is None:
+                self._append_group("posterior", {POSITIONS: positions}, first_draw)
+            else:
+                self._append_group("posterior", constrained, first_draw)
+                self._append_group("unconstrained_posterior", {POSITIONS: positions}, first_draw)
 
     def commit(self, progress: Progress, state: Any) -> None:
         """Make everything written so far, and ``state``, the point a resume starts from."""
-        _consolidate(self.path)
         converted = [_leaf_to_numpy(leaf) for leaf in jax.tree_util.tree_leaves(state)]
         record = dict(progress._asdict(), metadata=self.metadata, num_leaves=len(converted),
                       key_impls=[impl for _, impl in converted], format_version=_FORMAT_VERSION)
         arrays = {f"leaf_{i}": leaf for i, (leaf, _) in enumerate(converted)}
         arrays["record"] = np.frombuffer(json.dumps(record).encode(), dtype=np.uint8)
-        _atomic_write(self.path / RUN_DIR / "checkpoint.npz", lambda f: np.savez(f, **arrays))
+        with self._writing(f"the checkpoint of draw {progress.draws_done}"):
+            _consolidate(self.path)
+            _atomic_write(self.path / RUN_DIR / "checkpoint.npz", lambda f: np.savez(f, **arrays))
         self._record = record
 
     def finish(self) -> None:
@@ -721,12 +1119,15 @@ class RunStore:
         progress = self.progress
         metadata = dict(self.metadata, n_grad_warmup=progress.n_grad_warmup)
         attrs = _attrs(metadata, progress.num_divergent, progress.num_divergent_warmup)
-        self._root.attrs.update(attrs)
-        for group in ("posterior", "unconstrained_posterior", "sample_stats"):
-            if group in self._root:
-                self._root[group].attrs.update(attrs)
-        _consolidate(self.path)
-        self.close()
+        try:
+            with self._writing("the final counts"):
+                self._root.attrs.update(attrs)
+                for group in ("posterior", "unconstrained_posterior", "sample_stats"):
+                    if group in self._root:
+                        self._root[group].attrs.update(attrs)
+                _consolidate(self.path)
+        finally:
+            self.close()
 
     def close(self) -> None:
         if self._lock is not None:

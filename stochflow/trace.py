@@ -152,7 +152,7 @@ class Trace:
         )
 
 
-def load(path: Union[str, os.PathLike], *, lazy: bool = False) -> Trace:
+def load(path: Union[str, os.PathLike], *, lazy: Optional[bool] = None) -> Trace:
     """Read a trace written by ``to_netcdf``, ``to_zarr``, ``to_csv`` or ``sample(store=...)``.
 
     The format comes from the path: a directory is zarr, ``*.csv`` is CSV
@@ -161,8 +161,18 @@ def load(path: Union[str, os.PathLike], *, lazy: bool = False) -> Trace:
 
     ``lazy=True`` (zarr only) leaves the draws on disk: ``positions`` and
     ``stats`` are :class:`~stochflow.store.StoredArray` objects that read what
-    is sliced. A target's ``constrain`` function cannot be stored; a loaded
-    trace of a NumPyro model carries the stored constrained draws as
-    ``trace.constrained``.
+    is sliced; ``lazy=False`` reads them all into memory. The default
+    (``None``) reads a zarr trace into memory unless its draws take more than
+    :data:`~stochflow.store.LAZY_ABOVE_BYTES` (1 GiB, uncompressed), which it
+    then leaves on disk; NetCDF and CSV traces always load whole. A target's
+    ``constrain`` function cannot be stored; a loaded trace of a NumPyro model
+    carries the stored constrained draws as ``trace.constrained``.
+
+    The file is checked as it is read, with an error saying what is wrong: a CSV
+    must hold every column its JSON lists, typed, and each ``(chain, draw)`` of
+    the grid once (rows are placed by those columns, in any order); a zarr trace
+    or run store written with :data:`~stochflow.store.EVERY_CHUNK_WRITTEN` must
+    have the chunk file of every committed draw, and a chunk that fails its
+    checksum is an error naming its draws (when read, for a lazy trace).
     """
     return Trace(**store.read(path, lazy=lazy))
