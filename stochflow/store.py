@@ -20,8 +20,8 @@ exactly.
 The run store is a zarr directory in that layout whose draw dimension grows
 chunk by chunk, plus a folder ``stochflow_run/`` with what a resume needs:
 ``metadata.json`` (the run's metadata, written first: it makes the folder a
-run store), ``start.npz`` (the starting positions and the log-density there,
-to recognise the run's init and target), ``checkpoint.npz`` (how far the run
+run store), ``start.npz`` (the starting positions, the log-density there and probe
+values of the target, to recognise the run's init and target), ``checkpoint.npz`` (how far the run
 got, its counters and the sampler state's leaves) and ``lock`` (held with
 ``flock`` by the one process writing). A chunk is committed in three steps: its draws are
 written, the zarr metadata is consolidated, then ``checkpoint.npz`` is
@@ -823,6 +823,14 @@ def _consolidate(path: pathlib.Path) -> None:
         zarr.consolidate_metadata(str(path))
 
 
+def _close(stored: np.ndarray, values: np.ndarray) -> bool:
+    """Equal up to float32 rounding, NaN where NaN (a probe outside the support)."""
+    if stored.shape != values.shape:
+        return False
+    scale = float(np.nanmax(np.abs(stored), initial=0.0))
+    return bool(np.allclose(stored, values, rtol=1e-5, atol=1e-6 * scale, equal_nan=True))
+
+
 def _jsonable(metadata: dict) -> dict:
     return json.loads(json.dumps(metadata))
 
@@ -899,9 +907,10 @@ class RunStore:
     @classmethod
     def open(cls, path: PathLike, metadata: dict, *, resume: bool, chunk_draws: int,
              start_positions: np.ndarray, start_logdensity: np.ndarray,
-             constrain: Optional[Callable] = None) -> "RunStore":
+             constrain: Optional[Callable] = None, probes: Optional[dict[str, np.ndarray]] = None) -> "RunStore":
         """Create a new store at ``path``, or (``resume=True``) reopen the store of this
-        run there, after the refusals of :meth:`check` and :meth:`check_start`.
+        run there, after the refusals of :meth:`check` and :meth:`check_start` (``probes``:
+        values of the target that identify it, see :meth:`check_start`).
         ``resume=True`` where nothing exists starts a fresh store."""
         import zarr
 
@@ -930,7 +939,7 @@ class RunStore:
             store = cls(path, metadata, chunk_draws, constrain, lock, None, None)
         try:
             cls._check_same_run(path, store.metadata, metadata)  # again, now that the lock is held
-            store.check_start(start_positions, start_logdensity)
+            store.check_start(start_positions, start_logdensity, probes or {})
         except BaseException:
             store.close()
             raise
@@ -964,24 +973,35 @@ class RunStore:
                     RuntimeWarning, stacklevel=3,
                 )
 
-    def check_start(self, positions: Any, logdensity: Any) -> None:
+    def check_start(self, positions: Any, logdensity: Any, probes: Optional[dict[str, np.ndarray]] = None) -> None:
         """Record the run's start (new store) or check it is the stored run's start.
 
-        The starting positions and the log-density there identify the run's
-        init and target beyond their names: a resume with another ``init`` or
-        another log-density under the same name is refused."""
+        The starting positions, the log-density there and the ``probes`` (the
+        driver's: the gradient at the starts, the log-density and gradient at
+        points drawn from the run key near them) identify the run's init and
+        target beyond their names: a resume with another ``init``, another
+        log-density or other data under the same name is refused (a log-density
+        can agree at the starts alone, e.g. a logistic regression at beta = 0
+        whatever its labels). A store written before probes were recorded is
+        checked on what it has."""
         start = self.path / RUN_DIR / "start.npz"
         positions, logdensity = np.asarray(positions), np.asarray(logdensity)
+        probes = {name: np.asarray(values) for name, values in (probes or {}).items()}
         if not start.exists():
-            _atomic_write(start, lambda f: np.savez(f, positions=positions, logdensity=logdensity))
+            _atomic_write(start, lambda f: np.savez(f, positions=positions, logdensity=logdensity, **probes))
             return
         with np.load(start) as stored:
             if stored["positions"].shape != positions.shape or not np.array_equal(stored["positions"], positions):
                 raise ValueError(f"store={str(self.path)!r} was started from other positions (init); "
                                  "resume with the same init, or use a new path.")
-            if not np.allclose(stored["logdensity"], logdensity, rtol=1e-5, atol=0.0):
-                raise ValueError(f"store={str(self.path)!r} belongs to another target: the log-density at the "
-                                 "starting positions differs. Resume with the same target, or use a new path.")
+            differ = [name for name, values in {"logdensity": logdensity, **probes}.items()
+                      if name in stored.files and not _close(stored[name], values)]
+            if differ:
+                raise ValueError(
+                    f"store={str(self.path)!r} belongs to another target: {', '.join(differ)} differ "
+                    "(the log-density and its gradient at the starts and at probe points drawn from the run "
+                    "key). Resume with the same target and data, or use a new path."
+                )
 
     # -- resuming --------------------------------------------------------
 

@@ -502,3 +502,28 @@ def test_mmd_of_a_collapsed_sample_says_why_instead_of_nan():
 def test_cli_counts_and_paths_are_checked(argv, message, capsys):
     assert cli_main(argv) == 2
     assert message in capsys.readouterr().err
+
+
+def test_a_resume_with_other_data_is_refused_even_where_the_starts_agree(tmp_path):
+    # A logistic regression started at beta = 0 has log-density -n log 2 whatever its labels, so
+    # the log-density at the starts cannot tell flipped labels apart; its gradient X^T (y - 1/2)
+    # there, and the probe points near the starts, can.
+    features = jax.random.normal(jax.random.key(1), (50, 3))
+    labels = (features[:, 0] > 0).astype(jnp.float32)
+
+    def logistic(y):
+        def logdensity(beta):
+            logits = features @ beta
+            return jnp.sum(y * logits - jnp.logaddexp(0.0, logits))
+        return sf.Target(logdensity, 3, name="logistic")
+
+    settings = dict(num_particles=2, num_steps=20, chunk_size=5, init=np.zeros((2, 3)), progress=False)
+    store = tmp_path / "run.zarr"
+    first = sf.sample(sf.ula(0.01), logistic(labels), KEY, store=store, resume=True, **settings)
+    assert np.allclose(logistic(labels).logdensity(jnp.zeros(3)), logistic(1 - labels).logdensity(jnp.zeros(3)))
+    with pytest.raises(ValueError, match=r"belongs to another target: start_grad, probe_logdensity, probe_grad "
+                                         r"differ .* Resume with the same target and data"):
+        sf.sample(sf.ula(0.01), logistic(1 - labels), KEY, store=store, resume=True, **settings)
+    again = sf.sample(sf.ula(0.01), logistic(labels), KEY, store=store, resume=True, **settings)
+    np.testing.assert_array_equal(np.asarray(again.positions), np.asarray(first.positions))
+

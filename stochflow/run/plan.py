@@ -39,6 +39,7 @@ CHUNK_BYTES = 64 * 2**20
 # Number of chunks a phase is cut into by default, so the progress bar moves.
 DEFAULT_CHUNKS = 20
 MAX_INIT_TRIES = 100  # redraws of default starts where the density or its gradient is not finite
+NUM_PROBES = 4  # particles whose gradient, and points near whose start, identify the target to a resume
 
 
 class RunKeys(NamedTuple):
@@ -66,6 +67,7 @@ class RunPlan(NamedTuple):
     warmup_chunk: int  # steps per warmup chunk (0 without warmup)
     positions: Array  # starting positions (num_particles, dim)
     start_logdensity: np.ndarray  # the log-density there, finite
+    probes: dict[str, np.ndarray]  # values that identify the target to a resume (_probe_values)
     metadata: dict
     store: Optional[PathLike]
     resume: bool
@@ -111,26 +113,32 @@ def _resolve_num_steps(sampler: Sampler, num_steps: Optional[int]) -> int:
 
 @functools.lru_cache(maxsize=64)
 def _batched_start_values(target: Target) -> Callable[[Array], tuple[Array, Array]]:
-    """``target``'s log-density over a batch of positions and whether its gradient is finite
-    there, compiled once per target (cached by identity, as the driver's chunk programs are),
+    """``target``'s log-density and its gradient over a batch of positions, compiled once per target (cached by identity, as the driver's chunk programs are),
     so another run on it compiles nothing."""
     # Compiled, not eager: eagerly, every primitive of the density is compiled on its own the
     # first time it is seen (a NumPyro model with three constrained sites: 6.6 s eager, against
     # one program of well under a second; a 100-d Gaussian pays 16 ms instead of 0.6 ms).
-    def values(position: Array) -> tuple[Array, Array]:
-        value, grad = jax.value_and_grad(target.logdensity)(position)
-        return value, jnp.all(jnp.isfinite(grad))
-
-    return jax.jit(jax.vmap(values))
+    return jax.jit(jax.vmap(jax.value_and_grad(target.logdensity)))
 
 
-def _check_start(target: Target, positions: Array) -> np.ndarray:
+def _probe_values(target: Target, key: Array, positions: Array, start_grad: np.ndarray) -> dict[str, np.ndarray]:
+    """What identifies the target to a resume beyond the log-density at the starts: the
+    gradient at the first :data:`NUM_PROBES` starts, and the log-density and gradient at
+    points drawn from ``key`` near them (one more call of the start check's program: same
+    shapes, nothing compiled)."""
+    near = positions + jax.random.normal(key, positions.shape, positions.dtype)
+    value, grad = _batched_start_values(target)(near)
+    return {"start_grad": start_grad[:NUM_PROBES], "probe_logdensity": np.asarray(value[:NUM_PROBES]),
+            "probe_grad": np.asarray(grad[:NUM_PROBES])}
+
+
+def _check_start(target: Target, positions: Array) -> tuple[np.ndarray, np.ndarray]:
     """The log-density at the starting positions; refuses starts outside the target and
     starts where the log-density or its gradient is not finite (every step from there
     would diverge and the chain would never move)."""
-    logdensity, grad_finite = _batched_start_values(target)(positions)
-    for what, finite in (("log-density", np.isfinite(np.asarray(logdensity))),
-                         ("gradient of the log-density", np.asarray(grad_finite))):
+    logdensity, grad = (np.asarray(values) for values in _batched_start_values(target)(positions))
+    for what, finite in (("log-density", np.isfinite(logdensity)),
+                         ("gradient of the log-density", np.all(np.isfinite(grad), axis=1))):
         bad = np.flatnonzero(~finite)
         if bad.size:
             raise ValueError(
@@ -151,7 +159,7 @@ def _check_start(target: Target, positions: Array) -> np.ndarray:
                 f"{outside.size} starting position(s) lie outside the target's {what} "
                 f"(particles {outside[:10].tolist()}); pass init= strictly inside it."
             )
-    return np.asarray(logdensity)
+    return logdensity, grad
 
 
 def _chunk_draws(num_draws: int, thin: int, bytes_per_draw: int, chunk_size: Optional[int]) -> int:
@@ -166,8 +174,8 @@ def _chunk_draws(num_draws: int, thin: int, bytes_per_draw: int, chunk_size: Opt
 
 def _good_starts(target: Target, positions: Array) -> np.ndarray:
     """Per position: log-density and gradient finite, and inside the support if it has one."""
-    value, grad_finite = _batched_start_values(target)(positions)
-    good = np.isfinite(np.asarray(value)) & np.asarray(grad_finite)
+    value, grad = _batched_start_values(target)(positions)
+    good = np.isfinite(np.asarray(value)) & np.all(np.isfinite(np.asarray(grad)), axis=1)
     if target.support is not None:
         good &= np.asarray(jax.vmap(target.support)(positions))
     return good
@@ -319,12 +327,15 @@ def plan_run(
     _check_memory(sampler, target, num_particles, num_draws, chunk_draws, bytes_per_draw, in_memory=store is None)
     keys = RunKeys(*jax.random.split(key, 4))
     positions = _start_positions(target, keys.init, num_particles, init)
+    start_logdensity, start_grad = _check_start(target, positions)
+    probes = _probe_values(target, jax.random.fold_in(keys.init, MAX_INIT_TRIES + 1), positions, start_grad) \
+        if store is not None else {}
     return RunPlan(
         sampler=sampler, target=target, key=key, keys=keys, num_particles=num_particles,
         num_steps=num_steps, warmup=warmup, thin=thin, num_draws=num_draws,
         chunk_draws=chunk_draws,
         warmup_chunk=min(warmup, chunk_size or max(1, math.ceil(warmup / DEFAULT_CHUNKS))),
-        positions=positions, start_logdensity=_check_start(target, positions), metadata=metadata,
+        positions=positions, start_logdensity=start_logdensity, probes=probes, metadata=metadata,
         store=store, resume=resume, mesh=mesh, multiprocess=multiprocess, reproducible=reproducible,
         progress=progress,
     )

@@ -197,7 +197,7 @@ class FollowerSink:
 def _open_store(plan: RunPlan) -> RunStore:
     """The plan's store, created or reopened, with a torn chunk of a killed run cut off."""
     store = RunStore.open(plan.store, plan.metadata, resume=plan.resume, chunk_draws=plan.chunk_draws,
-                          start_positions=plan.positions, start_logdensity=plan.start_logdensity,
+                          start_positions=plan.positions, start_logdensity=plan.start_logdensity, probes=plan.probes,
                           constrain=plan.target.constrain)
     try:
         store.prepare()
