@@ -11,10 +11,11 @@ be a positive int and ``logdensity`` must map a ``(dim,)`` array to a scalar
 (checked abstractly with :func:`jax.eval_shape`, so no FLOP is spent).
 
 A ``Target`` is a pytree with no array leaves: it can be passed straight to a
-jitted function (it is treated as static, compared by identity). So its functions
-must be pure: whatever data ``logdensity`` reads (closed-over arrays, globals) is
-baked into the programs compiled for that ``Target`` and cached on it; for new
-data, build a new ``Target``.
+jitted function (it is treated as static, compared by identity). Its functions
+should be pure: the data ``logdensity`` reads (closed-over arrays, globals) is
+baked into the programs compiled for it, which ``sf.sample`` caches on the
+``Target`` and a digest of what the log-density computes (so changed data gets
+new programs).
 """
 
 from __future__ import annotations

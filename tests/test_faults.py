@@ -527,3 +527,24 @@ def test_a_resume_with_other_data_is_refused_even_where_the_starts_agree(tmp_pat
     again = sf.sample(sf.ula(0.01), logistic(labels), KEY, store=store, resume=True, **settings)
     np.testing.assert_array_equal(np.asarray(again.positions), np.asarray(first.positions))
 
+
+SHIFT = {"mean": 0.0}  # a global the next test's log-density reads
+
+
+def test_a_global_read_by_the_log_density_gets_fresh_programs_never_a_mix():
+    target = sf.Target(lambda x: -0.5 * jnp.sum((x - SHIFT["mean"]) ** 2), 2, name="shifted")
+    settings = dict(num_particles=4, num_steps=200, init=np.zeros((4, 2)))
+    before = sample_briefly(target, sampler=sf.mala(0.5, adapt_step_size=False), warmup=0, **settings)
+    SHIFT["mean"] = 3.0
+    try:
+        # A warmup program compiled now and a sampling program compiled before would mix the two
+        # means; both must be the new one's, as on a Target built afresh.
+        after = sample_briefly(target, sampler=sf.mala(0.5), warmup=50, **settings)
+        fresh = sample_briefly(sf.Target(lambda x: -0.5 * jnp.sum((x - 3.0) ** 2), 2, name="shifted"),
+                               sampler=sf.mala(0.5), warmup=50, **settings)
+    finally:
+        SHIFT["mean"] = 0.0
+    np.testing.assert_array_equal(np.asarray(after.positions), np.asarray(fresh.positions))
+    np.testing.assert_array_equal(np.asarray(after.stats["logdensity"]), np.asarray(fresh.stats["logdensity"]))
+    assert not np.array_equal(np.asarray(before.positions), np.asarray(after.positions))
+

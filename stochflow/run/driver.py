@@ -235,6 +235,7 @@ def _draw_stats(step_info: Any, n_grad: jax.Array, diverging: jax.Array) -> dict
 def _make_phase(
     step_fn: Callable,
     target: Target,
+    density_digest: str,
     thin: int,
     chunk_draws: int,
     record: bool,
@@ -245,9 +246,10 @@ def _make_phase(
 ) -> Callable:
     """A jitted function running up to ``chunk_draws`` draws of ``thin`` steps each.
 
-    Cached on its arguments (the step function and the target by identity), so
-    repeated ``sample`` calls with the same sampler and target reuse the
-    compiled program. With a ``mesh``, the state's particle axis stays split
+    Cached on its arguments (the step function and the target by identity, and
+    the target's :func:`~stochflow.run.plan.density_digest`), so repeated
+    ``sample`` calls with the same sampler and target reuse the compiled
+    program while what the log-density reads is unchanged. With a ``mesh``, the state's particle axis stays split
     over it from chunk to chunk, and so are the outputs' particle axes; a
     ``shard_local`` sampler's chunk runs under ``shard_map`` (each device runs
     the one-device program on its particles), any other is partitioned by XLA.
@@ -312,7 +314,7 @@ def _make_phase(
 
 def _phase(plan: RunPlan, step_fn: Callable, thin: int, chunk_draws: int, record: bool) -> Callable:
     """The plan's compiled chunk program for ``step_fn`` (:func:`_make_phase`)."""
-    return _make_phase(step_fn, plan.target, thin, chunk_draws, record, plan.mesh, plan.num_particles,
+    return _make_phase(step_fn, plan.target, plan.density_digest, thin, chunk_draws, record, plan.mesh, plan.num_particles,
                        plan.sampler.shard_local, plan.reproducible)
 
 

@@ -13,6 +13,7 @@ metadata and its keys.
 from __future__ import annotations
 
 import functools
+import hashlib
 import math
 import os
 from typing import Any, Callable, NamedTuple, Optional, Union
@@ -68,6 +69,7 @@ class RunPlan(NamedTuple):
     positions: Array  # starting positions (num_particles, dim)
     start_logdensity: np.ndarray  # the log-density there, finite
     probes: dict[str, np.ndarray]  # values that identify the target to a resume (_probe_values)
+    density_digest: str  # what the log-density computes now (density_digest): a key of the program caches
     metadata: dict
     store: Optional[PathLike]
     resume: bool
@@ -111,9 +113,27 @@ def _resolve_num_steps(sampler: Sampler, num_steps: Optional[int]) -> int:
     return check_int("num_steps", num_steps, 1)
 
 
+def density_digest(target: Target) -> str:
+    """A digest of what ``target.logdensity`` computes now: its jaxpr (traced abstractly, nothing
+    compiled; a few ms) and the arrays it closes over.
+
+    The compiled programs of a run are cached on the target and this digest, so a log-density
+    that reads a global (or an array mutated in place) gets fresh programs once the value it
+    reads changes, and one run never mixes programs compiled before and after the change."""
+    # A fresh wrapper each call: make_jaxpr caches its trace on the function it is given.
+    closed = jax.make_jaxpr(lambda x: target.logdensity(x))(jax.ShapeDtypeStruct((target.dim,), default_dtype()))
+    digest = hashlib.blake2b(str(closed.jaxpr).encode(), digest_size=16)
+    for const in closed.consts:
+        if jnp.issubdtype(getattr(const, "dtype", np.float32), jax.dtypes.prng_key):
+            const = jax.random.key_data(const)
+        digest.update(np.asarray(const).tobytes())
+    return digest.hexdigest()
+
+
 @functools.lru_cache(maxsize=64)
-def _batched_start_values(target: Target) -> Callable[[Array], tuple[Array, Array]]:
-    """``target``'s log-density and its gradient over a batch of positions, compiled once per target (cached by identity, as the driver's chunk programs are),
+def _batched_start_values(target: Target, digest: str) -> Callable[[Array], tuple[Array, Array]]:
+    """``target``'s log-density and its gradient over a batch of positions, compiled once per
+    target and :func:`density_digest` (cached by identity, as the driver's chunk programs are),
     so another run on it compiles nothing."""
     # Compiled, not eager: eagerly, every primitive of the density is compiled on its own the
     # first time it is seen (a NumPyro model with three constrained sites: 6.6 s eager, against
@@ -121,22 +141,23 @@ def _batched_start_values(target: Target) -> Callable[[Array], tuple[Array, Arra
     return jax.jit(jax.vmap(jax.value_and_grad(target.logdensity)))
 
 
-def _probe_values(target: Target, key: Array, positions: Array, start_grad: np.ndarray) -> dict[str, np.ndarray]:
+def _probe_values(target: Target, digest: str, key: Array, positions: Array,
+                  start_grad: np.ndarray) -> dict[str, np.ndarray]:
     """What identifies the target to a resume beyond the log-density at the starts: the
     gradient at the first :data:`NUM_PROBES` starts, and the log-density and gradient at
     points drawn from ``key`` near them (one more call of the start check's program: same
     shapes, nothing compiled)."""
     near = positions + jax.random.normal(key, positions.shape, positions.dtype)
-    value, grad = _batched_start_values(target)(near)
+    value, grad = _batched_start_values(target, digest)(near)
     return {"start_grad": start_grad[:NUM_PROBES], "probe_logdensity": np.asarray(value[:NUM_PROBES]),
             "probe_grad": np.asarray(grad[:NUM_PROBES])}
 
 
-def _check_start(target: Target, positions: Array) -> tuple[np.ndarray, np.ndarray]:
+def _check_start(target: Target, digest: str, positions: Array) -> tuple[np.ndarray, np.ndarray]:
     """The log-density at the starting positions; refuses starts outside the target and
     starts where the log-density or its gradient is not finite (every step from there
     would diverge and the chain would never move)."""
-    logdensity, grad = (np.asarray(values) for values in _batched_start_values(target)(positions))
+    logdensity, grad = (np.asarray(values) for values in _batched_start_values(target, digest)(positions))
     for what, finite in (("log-density", np.isfinite(logdensity)),
                          ("gradient of the log-density", np.all(np.isfinite(grad), axis=1))):
         bad = np.flatnonzero(~finite)
@@ -172,27 +193,27 @@ def _chunk_draws(num_draws: int, thin: int, bytes_per_draw: int, chunk_size: Opt
     return max(1, min(num_draws, by_memory, by_progress))
 
 
-def _good_starts(target: Target, positions: Array) -> np.ndarray:
+def _good_starts(target: Target, digest: str, positions: Array) -> np.ndarray:
     """Per position: log-density and gradient finite, and inside the support if it has one."""
-    value, grad = _batched_start_values(target)(positions)
+    value, grad = _batched_start_values(target, digest)(positions)
     good = np.isfinite(np.asarray(value)) & np.all(np.isfinite(np.asarray(grad)), axis=1)
     if target.support is not None:
         good &= np.asarray(jax.vmap(target.support)(positions))
     return good
 
 
-def _redraw_bad_starts(target: Target, key: Array, positions: Array) -> Array:
+def _redraw_bad_starts(target: Target, digest: str, key: Array, positions: Array) -> Array:
     """Default starts where the log-density or its gradient is not finite are drawn again (as
     NumPyro's ``init_to_uniform`` does), each try with its own key, at most
     :data:`MAX_INIT_TRIES` times; the rows that were fine are kept, so a target fine
     everywhere gets the first draw. Starts still bad after that are refused by the start check."""
-    bad = ~_good_starts(target, positions)
+    bad = ~_good_starts(target, digest, positions)
     for attempt in range(1, MAX_INIT_TRIES + 1):
         if not bad.any():
             break
         fresh = default_init(target, jax.random.fold_in(key, attempt), positions.shape[0])
         positions = jnp.where(jnp.asarray(bad)[:, None], fresh, positions)
-        bad = ~_good_starts(target, positions)
+        bad = ~_good_starts(target, digest, positions)
     return positions
 
 
@@ -255,9 +276,8 @@ def _check_memory(sampler: Sampler, target: Target, num_particles: int, num_draw
         )
 
 
-def _start_positions(target: Target, key: Array, num_particles: int, init: Optional[Any]) -> Array:
-    if init is None:
-        return _redraw_bad_starts(target, key, default_init(target, key, num_particles))
+def _given_starts(target: Target, init: Any, num_particles: int) -> Array:
+    """A given ``init``, checked (shape, real numbers, one row per particle) before anything is traced."""
     positions = check_positions(target, init, "init").astype(default_dtype())
     if positions.shape[0] != num_particles:
         raise ValueError(f"init has {positions.shape[0]} particles (rows) but num_particles={num_particles}; "
@@ -326,16 +346,19 @@ def plan_run(
     chunk_draws = _chunk_draws(num_draws, thin, bytes_per_draw, chunk_size)
     _check_memory(sampler, target, num_particles, num_draws, chunk_draws, bytes_per_draw, in_memory=store is None)
     keys = RunKeys(*jax.random.split(key, 4))
-    positions = _start_positions(target, keys.init, num_particles, init)
-    start_logdensity, start_grad = _check_start(target, positions)
-    probes = _probe_values(target, jax.random.fold_in(keys.init, MAX_INIT_TRIES + 1), positions, start_grad) \
-        if store is not None else {}
+    given = None if init is None else _given_starts(target, init, num_particles)
+    digest = density_digest(target)
+    positions = given if given is not None else _redraw_bad_starts(
+        target, digest, keys.init, default_init(target, keys.init, num_particles))
+    start_logdensity, start_grad = _check_start(target, digest, positions)
+    probes = _probe_values(target, digest, jax.random.fold_in(keys.init, MAX_INIT_TRIES + 1), positions,
+                           start_grad) if store is not None else {}
     return RunPlan(
         sampler=sampler, target=target, key=key, keys=keys, num_particles=num_particles,
         num_steps=num_steps, warmup=warmup, thin=thin, num_draws=num_draws,
         chunk_draws=chunk_draws,
         warmup_chunk=min(warmup, chunk_size or max(1, math.ceil(warmup / DEFAULT_CHUNKS))),
-        positions=positions, start_logdensity=start_logdensity, probes=probes, metadata=metadata,
+        positions=positions, start_logdensity=start_logdensity, probes=probes, density_digest=digest, metadata=metadata,
         store=store, resume=resume, mesh=mesh, multiprocess=multiprocess, reproducible=reproducible,
         progress=progress,
     )
