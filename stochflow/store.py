@@ -668,7 +668,7 @@ def _read_zarr(path: pathlib.Path, lazy: Optional[bool]) -> dict[str, Any]:
         metadata = dict(record["metadata"], n_grad_warmup=record["n_grad_warmup"])
         num_divergent, num_divergent_warmup = record["num_divergent"], record["num_divergent_warmup"]
     elif (run_dir / "metadata.json").exists():  # a run store with nothing committed yet
-        metadata = dict(json.loads((run_dir / "metadata.json").read_text()), n_grad_warmup=0)
+        metadata = dict(_run_metadata_json(run_dir / "metadata.json"), n_grad_warmup=0)
         num_draws = num_divergent = num_divergent_warmup = 0
     elif "stochflow_metadata" in attrs:  # an exported trace
         metadata = json.loads(attrs["stochflow_metadata"])
@@ -823,6 +823,20 @@ def _consolidate(path: pathlib.Path) -> None:
         zarr.consolidate_metadata(str(path))
 
 
+def _run_metadata_json(path: pathlib.Path) -> dict:
+    """A run store's ``metadata.json`` (written atomically before anything else), or a clear
+    error if it was damaged from outside."""
+    try:
+        metadata = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path} is damaged ({type(err).__name__}: {err}); it is written atomically, so it was cut "
+                         "short or edited from outside. Restore the store from a copy, or rerun at a new path.") from None
+    if not isinstance(metadata, dict):
+        raise ValueError(f"{path} is not the metadata of a stochflow run (a JSON object); restore the store "
+                         "from a copy, or rerun at a new path.")
+    return metadata
+
+
 def _close(stored: np.ndarray, values: np.ndarray) -> bool:
     """Equal up to float32 rounding, NaN where NaN (a probe outside the support)."""
     if stored.shape != values.shape:
@@ -901,7 +915,7 @@ class RunStore:
         if checkpoint is not None:
             return checkpoint[0]["metadata"]
         if (path / RUN_DIR / "metadata.json").exists():
-            return json.loads((path / RUN_DIR / "metadata.json").read_text())
+            return _run_metadata_json(path / RUN_DIR / "metadata.json")
         raise ValueError(f"store={str(path)!r} exists but is not a stochflow run store; choose another path.")
 
     @classmethod

@@ -548,3 +548,13 @@ def test_a_global_read_by_the_log_density_gets_fresh_programs_never_a_mix():
     np.testing.assert_array_equal(np.asarray(after.stats["logdensity"]), np.asarray(fresh.stats["logdensity"]))
     assert not np.array_equal(np.asarray(before.positions), np.asarray(after.positions))
 
+
+def test_a_damaged_run_metadata_file_is_named(tmp_path):
+    store = tmp_path / "run.zarr"
+    sf.sample(SAMPLER, TARGET, jax.random.key(0), store=store, warmup=10, **dict(RUN, num_steps=10))
+    (store / "stochflow_run" / "checkpoint.npz").unlink()  # as if killed before the first commit
+    (store / "stochflow_run" / "metadata.json").write_text('{"sampler": "ula", ')
+    for action in (lambda: sf.load(store), lambda: run(store, resume=True)):
+        with pytest.raises(ValueError, match=r"metadata.json is damaged \(JSONDecodeError: .*Restore the store"):
+            action()
+
