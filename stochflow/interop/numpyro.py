@@ -51,13 +51,22 @@ def _started_trace(model: Callable, model_args: tuple, model_kwargs: dict, init_
 
 
 def _check_continuous(model: Callable, model_args: tuple, model_kwargs: dict, init_strategy: Callable) -> None:
-    """Refuse discrete latent sites, naming them (before NumPyro would enumerate them)."""
-    trace = _started_trace(model, model_args, model_kwargs, init_strategy)
-    discrete = [
-        f"{name!r} ({type(site['fn']).__name__})"
-        for name, site in trace.items()
-        if site["type"] == "sample" and not site["is_observed"] and site["fn"].support.is_discrete
-    ]
+    """Refuse discrete latent sites, naming them (before NumPyro would enumerate them).
+
+    The model is traced abstractly (``jax.eval_shape``): evaluated eagerly, each of its
+    operations would be compiled on its own the first time it is seen."""
+    discrete: list[str] = []
+
+    def find_discrete(_: Array) -> Array:
+        trace = _started_trace(model, model_args, model_kwargs, init_strategy)
+        discrete.extend(
+            f"{name!r} ({type(site['fn']).__name__})"
+            for name, site in trace.items()
+            if site["type"] == "sample" and not site["is_observed"] and site["fn"].support.is_discrete
+        )
+        return jnp.zeros(())
+
+    jax.eval_shape(find_discrete, jnp.zeros(()))
     if discrete:
         raise ValueError(
             f"model {_model_name(model)!r} has discrete latent site(s) {', '.join(discrete)}; "
@@ -80,7 +89,48 @@ def _nonfinite_sites(model: Callable, model_args: tuple, model_kwargs: dict) -> 
     return bad
 
 
-def _initialize(model, model_args, model_kwargs, key, init_strategy):
+class _CompiledInitialize(NamedTuple):
+    """NumPyro's ``initialize_model`` for one model and its data, compiled as one program.
+
+    Eagerly, its search for a valid start evaluates the model and its gradient operation by
+    operation, each compiled on its own the first time it is seen (3-7 s on the posteriordb
+    models). ``starts(keys)`` returns the ``ParamInfo`` (starts, potential energy and
+    gradient there) for one key or a batch; ``traced`` holds the ``ModelInfo`` of its first
+    trace, whose ``potential_fn`` is NumPyro's ``partial(potential_energy, model,
+    model_args, model_kwargs)`` and holds no tracer."""
+
+    starts: Callable[[Array], Any]
+    traced: list
+
+
+def _compile_initialize(model, model_args, model_kwargs, init_strategy) -> _CompiledInitialize:
+    traced: list = []
+
+    def initialize(key: Array) -> Any:
+        info = initialize_model(key, model, init_strategy=init_strategy, model_args=model_args,
+                                model_kwargs=model_kwargs)
+        traced.append(info)
+        return info.param_info
+
+    return _CompiledInitialize(jax.jit(initialize), traced)
+
+
+def _initialize(model, model_args, model_kwargs, key, init_strategy, compiled: Optional[_CompiledInitialize] = None):
+    """The ``ModelInfo`` of ``initialize_model`` at ``key``, by the compiled program. A model
+    NumPyro finds no valid start for, or one with ``param``/``mutable`` sites (whose values
+    the potential would close over), is initialised eagerly (NumPyro's own way, and its errors)."""
+    compiled = compiled or _compile_initialize(model, model_args, model_kwargs, init_strategy)
+    param_info = compiled.starts(key)
+    info = compiled.traced[0]
+    finite = bool(jnp.all(jnp.isfinite(param_info.potential_energy))) and all(
+        bool(jnp.all(jnp.isfinite(leaf))) for leaf in jax.tree_util.tree_leaves(param_info.z_grad))
+    stateful = any(site["type"] in ("param", "mutable") for site in info.model_trace.values())
+    if finite and not stateful:
+        return info._replace(param_info=param_info, postprocess_fn=None, model_trace=None)
+    return _initialize_eagerly(model, model_args, model_kwargs, key, init_strategy)
+
+
+def _initialize_eagerly(model, model_args, model_kwargs, key, init_strategy):
     try:
         return initialize_model(
             key, model, init_strategy=init_strategy, model_args=model_args, model_kwargs=model_kwargs
@@ -128,7 +178,8 @@ def from_numpyro(
     * ``unravel(x)``: the dict of unconstrained site values a flat ``x`` holds.
     """
     _check_continuous(model, model_args, model_kwargs, init_strategy)
-    info = _initialize(model, model_args, model_kwargs, jax.random.key(0), init_strategy)
+    compiled = _compile_initialize(model, model_args, model_kwargs, init_strategy)
+    info = _initialize(model, model_args, model_kwargs, jax.random.key(0), init_strategy, compiled)
     flat, unravel = ravel_pytree(info.param_info.z)
     if flat.shape[0] == 0:
         raise ValueError(
@@ -149,7 +200,7 @@ def from_numpyro(
 
     def init(key: Array, num_particles: int) -> Array:
         starts = _initialize(
-            model, model_args, model_kwargs, jax.random.split(key, num_particles), init_strategy
+            model, model_args, model_kwargs, jax.random.split(key, num_particles), init_strategy, compiled
         )
         return jax.vmap(lambda z: ravel_pytree(z)[0])(starts.param_info.z)
 
