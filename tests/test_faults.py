@@ -534,14 +534,14 @@ SHIFT = {"mean": 0.0}  # a global the next test's log-density reads
 def test_a_global_read_by_the_log_density_gets_fresh_programs_never_a_mix():
     target = sf.Target(lambda x: -0.5 * jnp.sum((x - SHIFT["mean"]) ** 2), 2, name="shifted")
     settings = dict(num_particles=4, num_steps=200, init=np.zeros((4, 2)))
-    before = sample_briefly(target, sampler=sf.mala(0.5, adapt_step_size=False), warmup=0, **settings)
+    before = sample_briefly(target, sampler=sf.ula(0.1), warmup=0, **settings)
     SHIFT["mean"] = 3.0
     try:
-        # A warmup program compiled now and a sampling program compiled before would mix the two
-        # means; both must be the new one's, as on a Target built afresh.
-        after = sample_briefly(target, sampler=sf.mala(0.5), warmup=50, **settings)
+        # The warmup's chunk program, compiled now, beside the sampling program compiled before
+        # would mix the two means; both must be the new one's, as on a Target built afresh.
+        after = sample_briefly(target, sampler=sf.ula(0.1), warmup=50, **settings)
         fresh = sample_briefly(sf.Target(lambda x: -0.5 * jnp.sum((x - 3.0) ** 2), 2, name="shifted"),
-                               sampler=sf.mala(0.5), warmup=50, **settings)
+                               sampler=sf.ula(0.1), warmup=50, **settings)
     finally:
         SHIFT["mean"] = 0.0
     np.testing.assert_array_equal(np.asarray(after.positions), np.asarray(fresh.positions))
