@@ -31,10 +31,17 @@ Schemes, each one gradient evaluation per step (``n_grad = 1``):
 
 A step that meets a non-finite value, or (BAOAB, OBABO) whose energy error is
 beyond ``DIVERGENCE_ENERGY`` = 1000 (NumPyro's and BlackJAX's NUTS threshold), is undone
-(the chain stays where it was), marked ``diverging``, and the momentum is drawn afresh
-from :math:`N(0, M)` as :math:`M^{1/2}\xi` with the step's own noise :math:`\xi` (no second
-draw; the failed move saw :math:`\xi` only through an O part), so that a chain never retries
-the move that failed. The energy
+(the chain stays where it was), marked ``diverging``, and its momentum reversed,
+:math:`p \leftarrow -p`, as generalised HMC does on a rejection (:math:`N(0, M)` is
+symmetric, so the momentum keeps its distribution). The next step then heads back the
+way the chain came: the step that brought it here had an energy error within the bound,
+and its time reverse (the B and A flows are reversible) has the opposite error, so a way
+out is at hand, blurred only by the O parts' noise. A momentum drawn afresh from
+:math:`N(0, M)` has no such way out where the integrator is unstable for every typical
+momentum: on Neal's funnel (d = 10, h = 0.8) an OBABO chain stepped, with an energy error
+of 974, to a point (:math:`x_0 = 1.1`, another coordinate 9.5 standard deviations out)
+from which every step with a fresh momentum had an error of 1,200 to 2,300, and stayed
+there for good. The energy
 error is that of the Hamiltonian sub-flows: the change of
 :math:`H(x, p) = -\log\pi(x) + \tfrac12 p^\top M^{-1} p` over the step minus the change
 its O parts (the exact Ornstein-Uhlenbeck refreshes) made to the kinetic energy; it is
@@ -124,16 +131,15 @@ def kinetic_energy(momentum: Array, mass: Array) -> Array:
     return 0.5 * jnp.sum(momentum**2 / mass)
 
 
-def _undo_and_flag(proposal: UnderdampedState, state: UnderdampedState, energy_error: Array, noise: Array):
+def _undo_and_flag(proposal: UnderdampedState, state: UnderdampedState, energy_error: Array):
     """Keep ``proposal`` unless it is non-finite or its energy error is beyond
     :data:`DIVERGENCE_ENERGY`; a step not kept is flagged ``diverging``, and the chain stays
-    where it was with a fresh momentum ``p = M^(1/2) noise ~ N(0, M)`` (``noise``: the step's
-    standard normal draw), so the next step is another move (retrying the same momentum could
-    repeat the same blow-up for ever)."""
+    where it was with its momentum reversed, ``p -> -p`` (see the module docstring: the next
+    step heads back the way the chain came, and retrying the same momentum could repeat the
+    same blow-up for ever)."""
     bounded = jnp.abs(energy_error) <= DIVERGENCE_ENERGY  # False for NaN
     new_state, diverging = undo_if_nonfinite(proposal, state, extra_ok=bounded)
-    fresh = jnp.sqrt(state.params.mass) * noise
-    new_state = new_state._replace(momentum=jnp.where(diverging, fresh, new_state.momentum))
+    new_state = new_state._replace(momentum=jnp.where(diverging, -state.momentum, new_state.momentum))
     return new_state, UnderdampedInfo(new_state.logdensity, energy_error, jnp.int32(1), diverging)
 
 
@@ -156,7 +162,7 @@ def baoab_kernel(key: Array, state: UnderdampedState, target: Target):
     by_noise = kinetic_energy(refreshed, mass) - kinetic_energy(p, mass)
     x = drift(x, refreshed, 0.5 * h, mass)
     moved = _finish(target, state, x, refreshed, 0.5 * h)
-    return _undo_and_flag(moved, state, _hamiltonian_error(moved, state, by_noise), noise)
+    return _undo_and_flag(moved, state, _hamiltonian_error(moved, state, by_noise))
 
 
 def obabo_kernel(key: Array, state: UnderdampedState, target: Target):
@@ -172,7 +178,7 @@ def obabo_kernel(key: Array, state: UnderdampedState, target: Target):
     before_last = moved.momentum
     moved = moved._replace(momentum=ou_refresh(before_last, state.params.refresh, mass, noise_last))
     by_noise = first_noise + kinetic_energy(moved.momentum, mass) - kinetic_energy(before_last, mass)
-    return _undo_and_flag(moved, state, _hamiltonian_error(moved, state, by_noise), noise_last)
+    return _undo_and_flag(moved, state, _hamiltonian_error(moved, state, by_noise))
 
 
 def ubu_kernel(key: Array, state: UnderdampedState, target: Target):
@@ -184,7 +190,7 @@ def ubu_kernel(key: Array, state: UnderdampedState, target: Target):
     x, velocity = ou_stream(state.position, velocity, state.params.stream, mass, noise_v, noise_x)
     logdensity, grad = target.logdensity_and_grad(x)
     moved = state._replace(position=x, momentum=mass * velocity, logdensity=logdensity, logdensity_grad=grad)
-    return _undo_and_flag(moved, state, jnp.zeros((), x.dtype), noise_v)
+    return _undo_and_flag(moved, state, jnp.zeros((), x.dtype))
 
 
 SCHEMES: dict[str, Callable] = {"baoab": baoab_kernel, "obabo": obabo_kernel, "ubu": ubu_kernel}
@@ -325,7 +331,7 @@ def underdamped(
     }
     kind = NONFINITE_STEP if scheme == "ubu" else (
         f"a non-finite value or an energy error beyond {DIVERGENCE_ENERGY:g}; the step was undone and the "
-        "momentum redrawn")
+        "momentum reversed")
     warmup = None
     if adapts_step or adapts_mass:
         tunables = TUNABLES[scheme] if adapts_step else TUNABLES["ubu"]  # "ubu": the step stays
