@@ -149,9 +149,10 @@ def _refuse_existing(path: pathlib.Path, overwrite: bool) -> None:
         raise ValueError(f"{path} is a directory but not a zarr store; it is not replaced. Choose another path.")
 
 
-def _temporary_sibling(path: pathlib.Path) -> pathlib.Path:
-    """A fresh name beside ``path`` (same directory, so same filesystem: renames are atomic)."""
-    return path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.partial")
+def _temporary_sibling(path: pathlib.Path, kind: str = "partial") -> pathlib.Path:
+    """A fresh name beside ``path`` (same directory, so same filesystem: renames are atomic):
+    ``.<name>.<hex>.partial`` for a copy being written, ``.previous`` for the old one moved aside."""
+    return path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.{kind}")
 
 
 def _discard(path: pathlib.Path) -> None:
@@ -174,14 +175,15 @@ def _fsync(path: pathlib.Path) -> None:
 def _move_in(temporary: pathlib.Path, path: pathlib.Path) -> None:
     """Put ``temporary`` at ``path``: one ``os.replace`` for a file over a file; otherwise
     (a zarr directory) the old one is renamed aside, the new one renamed in, then the old
-    one deleted; if the second rename fails the old one is put back."""
+    one deleted; if the second rename fails the old one is put back. (A process killed
+    between the two renames leaves the old store at ``.<name>.<hex>.previous``.)"""
     if temporary.is_file() and not path.is_dir():
         os.replace(temporary, path)
         return
     if not path.exists():
         os.rename(temporary, path)
         return
-    aside = _temporary_sibling(path)
+    aside = _temporary_sibling(path, "previous")
     os.rename(path, aside)
     try:
         os.rename(temporary, path)
@@ -397,18 +399,23 @@ def _typed_column(path: pathlib.Path, table: Any, name: str, dtype: str) -> np.n
     column, wanted = table[name], np.dtype(dtype)
     accepted, what = _CSV_KINDS.get(wanted.kind, (None, wanted.name))
     if accepted is not None and column.dtype.kind not in accepted:
+        import pandas as pd
+
         if wanted.kind == "b":
             bad = ~column.isin([True, False, "True", "False"])
         else:
-            import pandas as pd
-
             numbers = pd.to_numeric(column, errors="coerce")
             bad = numbers.isna() | ((numbers % 1 != 0) if wanted.kind in "iu" else False)
-        row = int(np.flatnonzero(bad.to_numpy())[0])
-        value = column.iloc[row]
-        value = value.item() if isinstance(value, np.generic) else value
-        shown = "an empty cell" if isinstance(value, float) and np.isnan(value) else repr(value)
-        raise ValueError(f"{path}: column {name!r} holds {what} ({wanted.name}), but line {row + 2} has {shown}.")
+        bad = np.flatnonzero(bad.to_numpy())
+        if bad.size:
+            row = int(bad[0])
+            value = column.iloc[row]
+            value = value.item() if isinstance(value, np.generic) else value
+            shown = "an empty cell" if isinstance(value, float) and np.isnan(value) else repr(value)
+            raise ValueError(f"{path}: column {name!r} holds {what} ({wanted.name}), but line {row + 2} has {shown}.")
+        # Every cell is a value of the kind (whole numbers re-saved as 0.0, "True" as text): cast.
+        column = column.map({True: True, False: False, "True": True, "False": False}) if wanted.kind == "b" \
+            else pd.to_numeric(column)
     values = column.to_numpy()
     typed = values.astype(wanted)
     if wanted.kind in "iu" and not np.array_equal(typed, values):
@@ -510,6 +517,8 @@ class StoredArray(np.lib.mixins.NDArrayOperatorsMixin):
         """``selection`` of the zarr array; a chunk that fails to decode is an error naming its draws."""
         try:
             return np.asarray(self._array[selection])
+        except (IndexError, TypeError):  # a selection out of bounds or of the wrong kind: no chunk read
+            raise
         except Exception as error:
             damaged = _undecodable_draws(self._array, self.shape[1])
             if not damaged:
@@ -838,11 +847,16 @@ def _run_metadata_json(path: pathlib.Path) -> dict:
 
 
 def _close(stored: np.ndarray, values: np.ndarray) -> bool:
-    """Equal up to float32 rounding, NaN where NaN (a probe outside the support)."""
+    """Equal up to float32 rounding where finite, and the same non-finite values (NaN, the same
+    infinities: a probe outside the support) elsewhere."""
     if stored.shape != values.shape:
         return False
-    scale = float(np.nanmax(np.abs(stored), initial=0.0))
-    return bool(np.allclose(stored, values, rtol=1e-5, atol=1e-6 * scale, equal_nan=True))
+    finite = np.isfinite(stored)
+    if not np.array_equal(finite, np.isfinite(values)) or \
+            not np.array_equal(stored[~finite], values[~finite], equal_nan=True):
+        return False
+    scale = float(np.max(np.abs(stored[finite]), initial=0.0))
+    return bool(np.allclose(stored[finite], values[finite], rtol=1e-5, atol=1e-6 * scale))
 
 
 def _jsonable(metadata: dict) -> dict:

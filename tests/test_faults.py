@@ -558,3 +558,38 @@ def test_a_damaged_run_metadata_file_is_named(tmp_path):
         with pytest.raises(ValueError, match=r"metadata.json is damaged \(JSONDecodeError: .*Restore the store"):
             action()
 
+
+
+def test_probe_comparison_needs_the_same_non_finite_values_and_close_finite_ones():
+    from stochflow.store import _close
+
+    stored = np.array([-np.inf, -3.0, -4.0, -5.0])
+    assert _close(stored, stored.copy())
+    assert _close(stored, stored * (1 + 1e-7))  # float32 rounding of the finite values
+    assert not _close(stored, np.array([-np.inf, 100.0, 7.0, 1e9]))  # an infinity must not excuse the rest
+    assert not _close(stored, np.array([np.inf, -3.0, -4.0, -5.0]))
+    assert not _close(stored, np.array([np.nan, -3.0, -4.0, -5.0]))
+
+
+def test_a_csv_whose_integers_were_resaved_as_floats_loads(tmp_path, trace):
+    path = tmp_path / "run.csv"
+    trace.to_csv(path)
+    table = pd.read_csv(path)
+    table["chain"] = table["chain"].astype(float)  # what a spreadsheet round trip does
+    table.to_csv(path, index=False)
+    np.testing.assert_array_equal(sf.load(path).positions, trace.positions)
+
+
+def test_bfloat16_numbers_are_numbers():
+    assert sf.ula(jnp.bfloat16(0.125)).params["step_size"] == 0.125
+
+
+def test_numpyro_kernel_inits_under_numpyros_pmap_of_chains():
+    def model():
+        numpyro.sample("x", dist.Normal(1.0, 2.0))
+
+    kernel = sf.numpyro_kernel(model, sf.mala(0.5))
+    # chain_method="parallel" calls the kernel's init under pmap (and a callable chain_method
+    # under that map): its key is traced there, so no check may ask for its concrete values.
+    states = jax.vmap(lambda key: kernel.init(key, 10, None, (), {}))(jax.random.split(jax.random.key(0), 2))
+    assert states.z["x"].shape == (2,)

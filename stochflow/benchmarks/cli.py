@@ -178,9 +178,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except ValueError as err:
         print(f"stochflow {args.command}: error: {err}", file=sys.stderr)
         return 2
-    except OSError as err:  # an --out that cannot be written, a full disk
-        print(f"stochflow {args.command}: error: cannot write the report to --out {args.out} "
-              f"({err.filename}: {err.strerror or err}); pass --out a directory you can write to.", file=sys.stderr)
+    except OSError as err:
+        if err.filename is not None and str(err.filename).startswith(str(args.out).rstrip("/").rsplit("/", 1)[0]):
+            print(f"stochflow {args.command}: error: cannot write the report to --out {args.out} "
+                  f"({err.filename}: {err.strerror or err}); pass --out a directory you can write to.", file=sys.stderr)
+        else:
+            print(f"stochflow {args.command}: error: {err}", file=sys.stderr)
         return 2
 
 

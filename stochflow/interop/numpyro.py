@@ -66,7 +66,11 @@ def _check_continuous(model: Callable, model_args: tuple, model_kwargs: dict, in
         )
         return jnp.zeros(())
 
-    jax.eval_shape(find_discrete, jnp.zeros(()))
+    try:
+        jax.eval_shape(find_discrete, jnp.zeros(()))
+    except jax.errors.JAXTypeError:  # a model that needs concrete values (subsampled plates): eagerly
+        discrete.clear()
+        find_discrete(jnp.zeros(()))
     if discrete:
         raise ValueError(
             f"model {_model_name(model)!r} has discrete latent site(s) {', '.join(discrete)}; "
@@ -109,7 +113,8 @@ def _compile_initialize(model, model_args, model_kwargs, init_strategy) -> _Comp
     def initialize(key: Array) -> Any:
         info = initialize_model(key, model, init_strategy=init_strategy, model_args=model_args,
                                 model_kwargs=model_kwargs)
-        traced.append(info)
+        if not traced:  # the first trace's potential serves every later one (new batch sizes)
+            traced.append(info)
         return info.param_info
 
     return _CompiledInitialize(jax.jit(initialize), traced)
@@ -122,9 +127,11 @@ def _initialize(model, model_args, model_kwargs, key, init_strategy, compiled: O
     compiled = compiled or _compile_initialize(model, model_args, model_kwargs, init_strategy)
     param_info = compiled.starts(key)
     info = compiled.traced[0]
+    stateful = any(site["type"] in ("param", "mutable") for site in info.model_trace.values())
+    if isinstance(key, jax.core.Tracer) and not stateful:  # under NumPyro's pmap/vmap of chains:
+        return info._replace(param_info=param_info, postprocess_fn=None, model_trace=None)  # as NumPyro, no check
     finite = bool(jnp.all(jnp.isfinite(param_info.potential_energy))) and all(
         bool(jnp.all(jnp.isfinite(leaf))) for leaf in jax.tree_util.tree_leaves(param_info.z_grad))
-    stateful = any(site["type"] in ("param", "mutable") for site in info.model_trace.values())
     if finite and not stateful:
         return info._replace(param_info=param_info, postprocess_fn=None, model_trace=None)
     return _initialize_eagerly(model, model_args, model_kwargs, key, init_strategy)
@@ -374,7 +381,8 @@ def numpyro_kernel(
         raise ValueError(
             f"numpyro_kernel runs each NumPyro chain as one particle of the sampler, so it needs a "
             f"method whose particles are independent Markov chains (sf.ula, sf.mala, sf.underdamped, "
-            f"...); {sampler.name!r} moves its particles together (one particle of it is an optimiser, "
-            "not a sampler) or transports them on a fixed schedule. Run it with sf.sample on sf.from_numpyro(model)."
+            f"...; a hand-built Sampler says so with chains=True); {sampler.name!r} moves its particles "
+            "together (one particle of it is an optimiser, not a sampler) or transports them on a fixed "
+            "schedule. Run it with sf.sample on sf.from_numpyro(model)."
         )
     return _StochflowKernel(sampler, model=model, potential_fn=potential_fn, init_strategy=init_strategy)

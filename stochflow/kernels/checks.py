@@ -25,8 +25,8 @@ def _real_number(name: str, value: Any, wanted: str) -> float:
     array); a bool, a string or anything else is refused, naming ``name``."""
     dtype = getattr(value, "dtype", None)
     is_real = (isinstance(value, (int, float, np.integer, np.floating)) if dtype is None
-               else getattr(value, "shape", None) == () and np.issubdtype(dtype, np.number)
-               and not np.issubdtype(dtype, np.complexfloating))
+               else getattr(value, "shape", None) == ()
+               and (jnp.issubdtype(dtype, jnp.floating) or jnp.issubdtype(dtype, jnp.integer)))
     if isinstance(value, (bool, np.bool_)) or not is_real:
         raise TypeError(f"{name} must be {wanted} (an int or float), got {value!r} of type "
                         f"{type(value).__name__}.")
@@ -102,7 +102,7 @@ def check_positions(target: Target, positions: Any, name: str = "positions") -> 
             "wrap your log-density with sf.Target(logdensity, dim)."
         )
     dtype = getattr(positions, "dtype", None)
-    if dtype is not None and not (np.issubdtype(dtype, np.floating) or np.issubdtype(dtype, np.integer)):
+    if dtype is not None and not (jnp.issubdtype(dtype, jnp.floating) or jnp.issubdtype(dtype, jnp.integer)):
         raise TypeError(
             f"{name} must be real numbers, got dtype {dtype}; a target's coordinates are real "
             "(write a complex parameter as its real and imaginary parts)."

@@ -118,27 +118,35 @@ def density_digest(target: Target) -> str:
     compiled; a few ms) and the arrays it closes over.
 
     The compiled programs of a run are cached on the target and this digest, so a log-density
-    that reads a global (or an array mutated in place) gets fresh programs once the value it
-    reads changes, and one run never mixes programs compiled before and after the change."""
+    that reads a global (or a NumPy array mutated in place) gets fresh programs once the value
+    it reads changes, and one run never mixes programs compiled before and after the change.
+    A JAX array is immutable and is known by its identity; a log-density that is itself
+    ``jax.jit``-decorated is traced once by JAX and keeps the values it saw then."""
     # A fresh wrapper each call: make_jaxpr caches its trace on the function it is given.
     closed = jax.make_jaxpr(lambda x: target.logdensity(x))(jax.ShapeDtypeStruct((target.dim,), default_dtype()))
     digest = hashlib.blake2b(str(closed.jaxpr).encode(), digest_size=16)
     for const in closed.consts:
-        if jnp.issubdtype(getattr(const, "dtype", np.float32), jax.dtypes.prng_key):
-            const = jax.random.key_data(const)
-        digest.update(np.asarray(const).tobytes())
+        if isinstance(const, jax.Array):  # immutable: its identity names its value (no copy to the host)
+            digest.update(f"{id(const)}:{const.shape}:{const.dtype}".encode())
+        else:  # a NumPy array can be changed in place: its bytes
+            digest.update(np.asarray(const).tobytes())
     return digest.hexdigest()
 
 
 @functools.lru_cache(maxsize=64)
 def _batched_start_values(target: Target, digest: str) -> Callable[[Array], tuple[Array, Array]]:
-    """``target``'s log-density and its gradient over a batch of positions, compiled once per
-    target and :func:`density_digest` (cached by identity, as the driver's chunk programs are),
+    """``target``'s log-density over a batch of positions, whether its gradient is finite
+    there, and the gradient at the first :data:`NUM_PROBES` (only those leave the device),
+    compiled once per target and :func:`density_digest` (cached by identity, as the driver's chunk programs are),
     so another run on it compiles nothing."""
     # Compiled, not eager: eagerly, every primitive of the density is compiled on its own the
     # first time it is seen (a NumPyro model with three constrained sites: 6.6 s eager, against
     # one program of well under a second; a 100-d Gaussian pays 16 ms instead of 0.6 ms).
-    return jax.jit(jax.vmap(jax.value_and_grad(target.logdensity)))
+    def values(positions: Array) -> tuple[Array, Array, Array]:
+        value, grad = jax.vmap(jax.value_and_grad(target.logdensity))(positions)
+        return value, jnp.all(jnp.isfinite(grad), axis=1), grad[:NUM_PROBES]
+
+    return jax.jit(values)
 
 
 def _probe_values(target: Target, digest: str, key: Array, positions: Array,
@@ -148,18 +156,17 @@ def _probe_values(target: Target, digest: str, key: Array, positions: Array,
     points drawn from ``key`` near them (one more call of the start check's program: same
     shapes, nothing compiled)."""
     near = positions + jax.random.normal(key, positions.shape, positions.dtype)
-    value, grad = _batched_start_values(target, digest)(near)
-    return {"start_grad": start_grad[:NUM_PROBES], "probe_logdensity": np.asarray(value[:NUM_PROBES]),
-            "probe_grad": np.asarray(grad[:NUM_PROBES])}
+    value, _, grad = _batched_start_values(target, digest)(near)
+    return {"start_grad": start_grad, "probe_logdensity": np.asarray(value[:NUM_PROBES]),
+            "probe_grad": np.asarray(grad)}
 
 
 def _check_start(target: Target, digest: str, positions: Array) -> tuple[np.ndarray, np.ndarray]:
     """The log-density at the starting positions; refuses starts outside the target and
     starts where the log-density or its gradient is not finite (every step from there
     would diverge and the chain would never move)."""
-    logdensity, grad = (np.asarray(values) for values in _batched_start_values(target, digest)(positions))
-    for what, finite in (("log-density", np.isfinite(logdensity)),
-                         ("gradient of the log-density", np.all(np.isfinite(grad), axis=1))):
+    logdensity, grad_finite, grad = (np.asarray(values) for values in _batched_start_values(target, digest)(positions))
+    for what, finite in (("log-density", np.isfinite(logdensity)), ("gradient of the log-density", grad_finite)):
         bad = np.flatnonzero(~finite)
         if bad.size:
             raise ValueError(
@@ -195,8 +202,8 @@ def _chunk_draws(num_draws: int, thin: int, bytes_per_draw: int, chunk_size: Opt
 
 def _good_starts(target: Target, digest: str, positions: Array) -> np.ndarray:
     """Per position: log-density and gradient finite, and inside the support if it has one."""
-    value, grad = _batched_start_values(target, digest)(positions)
-    good = np.isfinite(np.asarray(value)) & np.all(np.isfinite(np.asarray(grad)), axis=1)
+    value, grad_finite, _ = _batched_start_values(target, digest)(positions)
+    good = np.isfinite(np.asarray(value)) & np.asarray(grad_finite)
     if target.support is not None:
         good &= np.asarray(jax.vmap(target.support)(positions))
     return good
@@ -252,7 +259,9 @@ def _check_memory(sampler: Sampler, target: Target, num_particles: int, num_draw
     The estimate: the sampler's state (its shape worked out without allocating it, by
     ``jax.eval_shape`` of ``init``) three times over (the state, a step's proposal and its
     temporaries), one chunk of recorded draws twice (on the device and its host copy), and,
-    for a run kept in memory, every draw of the trace."""
+    for a run kept in memory, every draw of the trace; against the host's available memory.
+    The state counts only on CPU devices (an accelerator's memory is its own) and by this
+    process's share of a multi-process run."""
     trace_bytes = num_draws * bytes_per_draw if in_memory else 0
     available = available_memory()
     # A bound that holds for every sampler here (a state of at most 16 + dim position-sized
@@ -266,6 +275,8 @@ def _check_memory(sampler: Sampler, target: Target, num_particles: int, num_draw
     state_shape = jax.eval_shape(lambda p, k: sampler.init(target, p, k), positions, jax.random.key(0))
     state_bytes = sum(leaf.size * leaf.dtype.itemsize for leaf in jax.tree_util.tree_leaves(state_shape)
                       if hasattr(leaf, "size") and not jnp.issubdtype(leaf.dtype, jax.dtypes.prng_key))
+    on_host = jax.default_backend() == "cpu"
+    state_bytes = state_bytes // jax.process_count() if on_host else 0
     needed = 3 * state_bytes + 2 * chunk_draws * bytes_per_draw + trace_bytes
     if needed > available:
         raise MemoryError(
