@@ -338,15 +338,19 @@ def test_a_damaged_chunk_is_an_error_naming_its_draws(tmp_path, trace, store_cop
         np.testing.assert_array_equal(lazy.positions[:, : first], trace.positions[:, : first])
 
 
+def refused_by_load_and_resume(store: pathlib.Path, message: str) -> None:
+    """``sf.load`` and a resume of ``store`` both raise a ValueError saying ``message`` (a regex)."""
+    for action in (lambda: sf.load(store), lambda: run(store, resume=True)):
+        with pytest.raises(ValueError, match=message):
+            action()
+
+
 def test_a_damaged_checkpoint_is_refused_by_load_and_resume(store_copy):
     checkpoint = store_copy / "stochflow_run" / "checkpoint.npz"
     checkpoint.write_bytes(checkpoint.read_bytes()[:100])  # a copy cut short
     message = (f"store={str(store_copy)!r}: its checkpoint {checkpoint} is damaged (BadZipFile: File is not a "
                "zip file). Checkpoints are replaced atomically, so it was cut short or overwritten from outside")
-    with pytest.raises(ValueError, match=re.escape(message)):
-        sf.load(store_copy)
-    with pytest.raises(ValueError, match=re.escape(message)):
-        run(store_copy, resume=True)
+    refused_by_load_and_resume(store_copy, re.escape(message))
 
 
 def test_an_empty_directory_or_a_store_without_its_root(tmp_path, trace, store_copy):
@@ -363,10 +367,7 @@ def test_an_empty_directory_or_a_store_without_its_root(tmp_path, trace, store_c
     (store_copy / "zarr.json").unlink()
     message = (f"{store_copy} is a run store that lost its zarr root metadata ({store_copy / 'zarr.json'}): the "
                "draws cannot be located without it. Restore the store from a copy, or rerun.")
-    with pytest.raises(ValueError, match=re.escape(message)):
-        sf.load(store_copy)
-    with pytest.raises(ValueError, match=re.escape(message)):
-        run(store_copy, resume=True)
+    refused_by_load_and_resume(store_copy, re.escape(message))
 
 
 def test_a_large_store_loads_lazily_by_default(stored, trace, monkeypatch):
@@ -554,9 +555,7 @@ def test_a_damaged_run_metadata_file_is_named(tmp_path):
     sf.sample(SAMPLER, TARGET, jax.random.key(0), store=store, warmup=10, **dict(RUN, num_steps=10))
     (store / "stochflow_run" / "checkpoint.npz").unlink()  # as if killed before the first commit
     (store / "stochflow_run" / "metadata.json").write_text('{"sampler": "ula", ')
-    for action in (lambda: sf.load(store), lambda: run(store, resume=True)):
-        with pytest.raises(ValueError, match=r"metadata.json is damaged \(JSONDecodeError: .*Restore the store"):
-            action()
+    refused_by_load_and_resume(store, r"metadata.json is damaged \(JSONDecodeError: .*Restore the store")
 
 
 

@@ -179,7 +179,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"stochflow {args.command}: error: {err}", file=sys.stderr)
         return 2
     except OSError as err:
-        if err.filename is not None and str(err.filename).startswith(str(args.out).rstrip("/").rsplit("/", 1)[0]):
+        out = pathlib.Path(args.out)
+        if err.filename is not None and (pathlib.Path(err.filename) == out.parent or
+                                         pathlib.Path(err.filename).is_relative_to(out)):
             print(f"stochflow {args.command}: error: cannot write the report to --out {args.out} "
                   f"({err.filename}: {err.strerror or err}); pass --out a directory you can write to.", file=sys.stderr)
         else:

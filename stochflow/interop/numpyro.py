@@ -29,6 +29,7 @@ from numpyro.infer.mcmc import MCMCKernel
 from numpyro.infer.util import constrain_fn, initialize_model
 from numpyro.util import is_prng_key
 
+from ..kernels.finite import all_finite
 from ..samplers.base import Sampler
 from ..target import Target
 
@@ -128,11 +129,9 @@ def _initialize(model, model_args, model_kwargs, key, init_strategy, compiled: O
     param_info = compiled.starts(key)
     info = compiled.traced[0]
     stateful = any(site["type"] in ("param", "mutable") for site in info.model_trace.values())
-    if isinstance(key, jax.core.Tracer) and not stateful:  # under NumPyro's pmap/vmap of chains:
-        return info._replace(param_info=param_info, postprocess_fn=None, model_trace=None)  # as NumPyro, no check
-    finite = bool(jnp.all(jnp.isfinite(param_info.potential_energy))) and all(
-        bool(jnp.all(jnp.isfinite(leaf))) for leaf in jax.tree_util.tree_leaves(param_info.z_grad))
-    if finite and not stateful:
+    # Under NumPyro's pmap/vmap of chains the key is traced: no concrete check, as NumPyro does.
+    traced = isinstance(key, jax.core.Tracer)
+    if not stateful and (traced or bool(all_finite(param_info.potential_energy, param_info.z_grad))):
         return info._replace(param_info=param_info, postprocess_fn=None, model_trace=None)
     return _initialize_eagerly(model, model_args, model_kwargs, key, init_strategy)
 

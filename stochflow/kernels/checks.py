@@ -20,13 +20,17 @@ __all__ = ["check_positive", "check_int", "check_probability", "check_key", "che
            "check_in_domain", "check_diagonal_mass"]
 
 
+def _is_real_dtype(dtype: Any) -> bool:
+    """A floating or integer dtype (bfloat16 included), not bool or complex."""
+    return bool(jnp.issubdtype(dtype, jnp.floating) or jnp.issubdtype(dtype, jnp.integer))
+
+
 def _real_number(name: str, value: Any, wanted: str) -> float:
     """``value`` as a float if it is a real number (a Python or NumPy number, or a 0-d real
     array); a bool, a string or anything else is refused, naming ``name``."""
     dtype = getattr(value, "dtype", None)
     is_real = (isinstance(value, (int, float, np.integer, np.floating)) if dtype is None
-               else getattr(value, "shape", None) == ()
-               and (jnp.issubdtype(dtype, jnp.floating) or jnp.issubdtype(dtype, jnp.integer)))
+               else getattr(value, "shape", None) == () and _is_real_dtype(dtype))
     if isinstance(value, (bool, np.bool_)) or not is_real:
         raise TypeError(f"{name} must be {wanted} (an int or float), got {value!r} of type "
                         f"{type(value).__name__}.")
@@ -102,7 +106,7 @@ def check_positions(target: Target, positions: Any, name: str = "positions") -> 
             "wrap your log-density with sf.Target(logdensity, dim)."
         )
     dtype = getattr(positions, "dtype", None)
-    if dtype is not None and not (jnp.issubdtype(dtype, jnp.floating) or jnp.issubdtype(dtype, jnp.integer)):
+    if dtype is not None and not _is_real_dtype(dtype):
         raise TypeError(
             f"{name} must be real numbers, got dtype {dtype}; a target's coordinates are real "
             "(write a complex parameter as its real and imaginary parts)."

@@ -23,6 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..kernels.checks import check_bool, check_int, check_key, check_positions
+from ..kernels.finite import finite_rows
 from ..samplers.base import Sampler
 from ..store import RunStore
 from ..target import Target, default_dtype
@@ -134,7 +135,7 @@ def density_digest(target: Target) -> str:
 
 
 @functools.lru_cache(maxsize=64)
-def _batched_start_values(target: Target, digest: str) -> Callable[[Array], tuple[Array, Array]]:
+def _batched_start_values(target: Target, digest: str) -> Callable[[Array], tuple[Array, Array, Array]]:
     """``target``'s log-density over a batch of positions, whether its gradient is finite
     there, and the gradient at the first :data:`NUM_PROBES` (only those leave the device),
     compiled once per target and :func:`density_digest` (cached by identity, as the driver's chunk programs are),
@@ -144,7 +145,7 @@ def _batched_start_values(target: Target, digest: str) -> Callable[[Array], tupl
     # one program of well under a second; a 100-d Gaussian pays 16 ms instead of 0.6 ms).
     def values(positions: Array) -> tuple[Array, Array, Array]:
         value, grad = jax.vmap(jax.value_and_grad(target.logdensity))(positions)
-        return value, jnp.all(jnp.isfinite(grad), axis=1), grad[:NUM_PROBES]
+        return value, finite_rows(grad), grad[:NUM_PROBES]
 
     return jax.jit(values)
 
